@@ -1,0 +1,57 @@
+//! The command line: subcommands, options, and the documented exit codes.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit codes, documented in the README. systemd restarts on any non-zero code.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other failure (cannot bind the RTSP port, media thread died, ...).
+    pub const FAILURE: u8 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// The configuration file is missing, unreadable or invalid.
+    pub const CONFIG: u8 = 3;
+}
+
+pub const DEFAULT_CONFIG: &str = "/etc/hark/hark.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "harkd",
+    version,
+    about = "USB microphones as stable RTSP streams",
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration error."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (no timestamps under systemd: the journal adds them).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent.
+    Run {
+        /// Configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Log output format (stderr). The filter comes from HARK_LOG (default "info").
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a configuration file and print what it sets up.
+    CheckConfig {
+        /// Configuration file.
+        path: PathBuf,
+    },
+}

@@ -1,0 +1,102 @@
+//! Start-up: builds every subsystem in order, one commented step each, runs the
+//! supervisor until a signal or a fatal error, then shuts down within a bound.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::media::{self, MediaError};
+use crate::supervisor::{Event, Supervisor, SupervisorError};
+
+/// How long shutdown may wait for capture devices to close (the whole shutdown
+/// must finish within 2 s).
+const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(1500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let started = Instant::now();
+    let config = Arc::new(config);
+
+    // 1. Signals first, so a SIGTERM during start-up is not lost.
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+
+    // 2. The media thread: GStreamer, and the RTSP server bound to its port.
+    let (media_tx, mut media_rx) = mpsc::unbounded_channel();
+    let (media, media_thread) = media::spawn(&config.rtsp, config.health.level_interval, media_tx)?;
+    let host = match config.rtsp.bind {
+        ip if ip.is_unspecified() => "<host>".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    tracing::info!(
+        url_base = %format!("rtsp://{host}:{}/", media.port),
+        auth = config.rtsp.auth.is_some(),
+        "RTSP server listening"
+    );
+
+    // 3. The supervisor, which owns the streams and starts their pipelines.
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (supervisor, _snapshot) = Supervisor::new(config.clone(), media.clone());
+
+    // 4. Forward media reports and signals into the supervisor's one channel.
+    let fwd = events_tx.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = media_rx.recv().await {
+            if fwd.send(Event::Media(ev)).is_err() {
+                break;
+            }
+        }
+    });
+    let sig_tx = events_tx.clone();
+    tokio::spawn(async move {
+        loop {
+            let ev = tokio::select! {
+                // systemd stop, kill: shut down.
+                _ = sigterm.recv() => Event::Shutdown,
+                // Ctrl-C in a terminal: shut down.
+                _ = sigint.recv() => Event::Shutdown,
+                // systemctl reload: re-read the config.
+                _ = sighup.recv() => Event::Reload,
+            };
+            let stop = matches!(ev, Event::Shutdown);
+            if stop {
+                tracing::info!("shutting down");
+            }
+            if sig_tx.send(ev).is_err() || stop {
+                break;
+            }
+        }
+    });
+    drop(events_tx);
+    tracing::info!(
+        streams = config.streams.len(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "harkd ready"
+    );
+
+    // 5. Run until a shutdown request or a fatal error.
+    let result = supervisor.run(events_rx).await;
+
+    // 6. Bounded shutdown: end clients, stop pipelines, stop the media thread.
+    let stopping = Instant::now();
+    media.shutdown(SHUTDOWN_DEADLINE).await;
+    if media_thread.is_finished() {
+        let _ = media_thread.join();
+    }
+    tracing::info!(took_ms = stopping.elapsed().as_millis() as u64, "stopped");
+    result.map_err(Into::into)
+}

@@ -1,0 +1,12 @@
+//! harkd: USB microphones as stable RTSP streams.
+//!
+//! The library holds everything; `main.rs` only parses the command line and sets up
+//! logging. `daemon.rs` is the start-up file that builds every subsystem in order.
+
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod health;
+pub mod media;
+pub mod supervisor;

@@ -1,0 +1,164 @@
+//! Fan-out from one always-on capture pipeline to the RTSP clients' media.
+//!
+//! Each stream has one [`Fanout`]. The capture pipeline's appsink calls
+//! [`Fanout::push`] for every encoded buffer; every RTSP media built for a client
+//! has an `appsrc` registered here, and gets a shallow copy of each buffer (the
+//! memory is shared, never copied). Clients join a running stream: nothing is
+//! opened or started per client.
+//!
+//! Timestamps: capture and media pipelines both run on the system clock, so a
+//! buffer's absolute time is `pts + capture base time`, and its time in a media
+//! pipeline is that minus the media's base time. Exact, no jitter from pushing.
+//!
+//! Locking: one mutex per fan-out, never held while calling into anything that
+//! can block (appsrc pushes are non-blocking: leaky queues).
+
+use std::sync::Mutex;
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_app::AppSrc;
+
+struct Client {
+    /// Identifies the RTSP media the appsrc belongs to.
+    media_id: usize,
+    appsrc: glib::WeakRef<AppSrc>,
+}
+
+#[derive(Default)]
+struct Inner {
+    caps: Option<gst::Caps>,
+    clients: Vec<Client>,
+    /// Whether the capture pipeline currently delivers audio.
+    live: bool,
+}
+
+/// Shared between the appsink's streaming thread and the RTSP server's callbacks.
+#[derive(Default)]
+pub struct Fanout {
+    inner: Mutex<Inner>,
+}
+
+/// How much a client may fall behind before its oldest buffers are dropped.
+const CLIENT_QUEUE: gst::ClockTime = gst::ClockTime::from_mseconds(500);
+
+impl Fanout {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave `Inner` inconsistent
+        // (every update is a single assignment or Vec operation), so a poisoned
+        // lock is still safe to use.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers the appsrc of a new client's media; returns the client count.
+    pub fn attach(&self, media_id: usize, appsrc: &AppSrc) -> usize {
+        appsrc.set_is_live(true);
+        appsrc.set_format(gst::Format::Time);
+        appsrc.set_stream_type(gstreamer_app::AppStreamType::Stream);
+        appsrc.set_block(false);
+        appsrc.set_leaky_type(gstreamer_app::AppLeakyType::Downstream);
+        appsrc.set_max_time(CLIENT_QUEUE);
+        let mut inner = self.lock();
+        if let Some(caps) = &inner.caps {
+            appsrc.set_caps(Some(caps));
+        }
+        inner.clients.push(Client {
+            media_id,
+            appsrc: appsrc.downgrade(),
+        });
+        inner.clients.len()
+    }
+
+    /// Forgets a client's media; returns the client count.
+    pub fn detach(&self, media_id: usize) -> usize {
+        let mut inner = self.lock();
+        inner.clients.retain(|c| c.media_id != media_id);
+        inner.clients.len()
+    }
+
+    /// True when a new client can be served at once (audio is flowing and its
+    /// format is known).
+    pub fn is_live(&self) -> bool {
+        let inner = self.lock();
+        inner.live && inner.caps.is_some()
+    }
+
+    /// The capture pipeline stopped: refuse new clients until audio returns.
+    pub fn set_down(&self) {
+        self.lock().live = false;
+    }
+
+    /// Ends every client's stream (EOS, which makes RTP senders say BYE).
+    pub fn end_all(&self) {
+        let srcs: Vec<AppSrc> = {
+            let mut inner = self.lock();
+            inner.live = false;
+            inner
+                .clients
+                .iter()
+                .filter_map(|c| c.appsrc.upgrade())
+                .collect()
+        };
+        for src in srcs {
+            // Already-stopped media answer with an error: nothing left to end.
+            let _ = src.end_of_stream();
+        }
+    }
+
+    /// Hands one encoded buffer to every client. Called on the capture
+    /// pipeline's streaming thread.
+    pub fn push(&self, sample: &gst::Sample, capture_base: gst::ClockTime) {
+        let Some(buffer) = sample.buffer_owned() else {
+            return;
+        };
+        let (targets, new_caps) = {
+            let mut inner = self.lock();
+            inner.live = true;
+            let new_caps = match (sample.caps(), &inner.caps) {
+                (Some(c), Some(old)) if c == old.as_ref() => None,
+                (Some(c), _) => {
+                    inner.caps = Some(c.to_owned());
+                    Some(c.to_owned())
+                }
+                (None, _) => None,
+            };
+            let mut targets = Vec::with_capacity(inner.clients.len());
+            inner.clients.retain(|c| match c.appsrc.upgrade() {
+                Some(src) => {
+                    targets.push(src);
+                    true
+                }
+                None => false,
+            });
+            (targets, new_caps)
+        };
+        let Some(pts) = buffer.pts() else {
+            return;
+        };
+        let absolute = pts + capture_base;
+        for src in targets {
+            if let Some(caps) = &new_caps {
+                src.set_caps(Some(caps));
+            }
+            // Before PLAYING a media pipeline has no base time to translate into.
+            if src.current_state() != gst::State::Playing {
+                continue;
+            }
+            let Some(base) = src.base_time() else {
+                continue;
+            };
+            let Some(running) = absolute.checked_sub(base) else {
+                continue;
+            };
+            let mut out = buffer.copy();
+            {
+                let b = out.make_mut();
+                b.set_pts(running);
+                b.set_dts(gst::ClockTime::NONE);
+            }
+            // Flushing or EOS: the media is going away; it detaches itself.
+            let _ = src.push_buffer(out);
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! The media side: GStreamer capture pipelines and the RTSP server, all driven from
+//! one named thread ("hark-gst") that runs a glib main loop on its own context.
+//!
+//! Owns: GStreamer objects (pipelines, the RTSP server, mounts). Must not touch:
+//! stream health decisions; it reports what happens ([`MediaEvent`]) and does what
+//! the supervisor asks ([`MediaHandle`]). Pipelines are stopped on short-lived
+//! "hark-reap" threads, because stopping a capture device can block (a driver or a
+//! FIFO that stopped delivering); the main loop never waits on a device.
+
+mod fanout;
+pub mod pipeline;
+mod server;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::oneshot;
+
+use crate::config::{RtspConfig, StreamSpec};
+use fanout::Fanout;
+pub use server::ServerError;
+
+/// What the media side reports to the supervisor. Every pipeline event carries the
+/// generation of the pipeline it came from, so events of a replaced pipeline can be
+/// recognised as stale.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// A level reading (dBFS of the loudest channel): audio is flowing.
+    Level {
+        stream: String,
+        generation: u64,
+        peak_dbfs: f64,
+        rms_dbfs: f64,
+    },
+    /// The pipeline failed or could not start.
+    Failed {
+        stream: String,
+        generation: u64,
+        reason: String,
+    },
+    /// The number of client media attached to a stream changed.
+    Clients { stream: String, count: usize },
+}
+
+enum Command {
+    Mount(StreamSpec),
+    Start {
+        spec: StreamSpec,
+        generation: u64,
+    },
+    Stop {
+        stream: String,
+        generation: u64,
+    },
+    Unmount {
+        stream: String,
+    },
+    Reaped {
+        stream: String,
+        generation: u64,
+    },
+    Shutdown {
+        deadline: Duration,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// Errors starting the media side.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("cannot initialise GStreamer: {0}")]
+    Init(#[from] glib::Error),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("cannot start the media thread: {0}")]
+    Thread(#[from] std::io::Error),
+    #[error("the media thread ended during start-up")]
+    ThreadDied,
+}
+
+/// A cloneable handle to the media thread. Commands are queued; none blocks.
+#[derive(Clone)]
+pub struct MediaHandle {
+    tx: UnboundedSender<Command>,
+    /// The RTSP port actually bound.
+    pub port: u16,
+}
+
+impl MediaHandle {
+    fn send(&self, cmd: Command) {
+        // A closed channel means the media thread is gone; the supervisor sees that
+        // through `closed()` and ends the daemon, so the command can be dropped.
+        let _ = self.tx.send(cmd);
+    }
+
+    /// Adds the RTSP mount for a stream (clients get 503 until audio flows).
+    pub fn mount(&self, spec: StreamSpec) {
+        self.send(Command::Mount(spec));
+    }
+
+    /// Starts the capture pipeline `generation` for a mounted stream. If the
+    /// previous pipeline is still being stopped, it starts once that is done.
+    pub fn start(&self, spec: StreamSpec, generation: u64) {
+        self.send(Command::Start { spec, generation });
+    }
+
+    pub fn stop(&self, stream: &str, generation: u64) {
+        self.send(Command::Stop {
+            stream: stream.to_string(),
+            generation,
+        });
+    }
+
+    /// Stops the stream's pipeline, ends its clients, and removes its mount.
+    pub fn unmount(&self, stream: &str) {
+        self.send(Command::Unmount {
+            stream: stream.to_string(),
+        });
+    }
+
+    /// Ends every client and pipeline, waiting at most `deadline` for devices to
+    /// close, then stops the media thread.
+    pub async fn shutdown(&self, deadline: Duration) {
+        let (done, wait) = oneshot::channel();
+        self.send(Command::Shutdown { deadline, done });
+        let _ = tokio::time::timeout(deadline + Duration::from_millis(300), wait).await;
+    }
+
+    /// Resolves when the media thread has gone away.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+}
+
+/// Initialises GStreamer and starts the media thread with the RTSP server bound.
+pub fn spawn(
+    rtsp: &RtspConfig,
+    level_interval: Duration,
+    events: UnboundedSender<MediaEvent>,
+) -> Result<(MediaHandle, std::thread::JoinHandle<()>), MediaError> {
+    gst::init()?;
+    let (tx, rx) = unbounded_channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<u16, ServerError>>();
+    let rtsp = rtsp.clone();
+    let cmd_tx = tx.clone();
+    let thread = std::thread::Builder::new()
+        .name("hark-gst".into())
+        .spawn(move || {
+            let ctx = glib::MainContext::new();
+            let pushed = ctx.with_thread_default(|| {
+                let main_loop = glib::MainLoop::new(Some(&ctx), false);
+                let server = match server::Server::start(&rtsp, &ctx) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(server.port));
+                let state = State {
+                    server,
+                    streams: HashMap::new(),
+                    events,
+                    cmd_tx,
+                    level_interval_ns: u64::try_from(level_interval.as_nanos()).unwrap_or(u64::MAX),
+                };
+                let ml = main_loop.clone();
+                ctx.spawn_local(async move {
+                    command_loop(state, rx).await;
+                    ml.quit();
+                });
+                main_loop.run();
+            });
+            if pushed.is_err() {
+                tracing::error!("cannot make the media context the thread default");
+            }
+        })?;
+    match ready_rx.recv() {
+        Ok(Ok(port)) => Ok((MediaHandle { tx, port }, thread)),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(MediaError::ThreadDied),
+    }
+}
+
+struct Running {
+    generation: u64,
+    pipeline: gst::Pipeline,
+    _watch: gst::bus::BusWatchGuard,
+}
+
+struct Mounted {
+    spec: StreamSpec,
+    fanout: Arc<Fanout>,
+    running: Option<Running>,
+    /// Pipelines of this stream still being stopped on reaper threads.
+    reaping: usize,
+    /// A start that waits for `reaping` to reach zero.
+    pending: Option<(StreamSpec, u64)>,
+}
+
+struct State {
+    server: server::Server,
+    streams: HashMap<String, Mounted>,
+    events: UnboundedSender<MediaEvent>,
+    cmd_tx: UnboundedSender<Command>,
+    level_interval_ns: u64,
+}
+
+async fn command_loop(mut state: State, mut rx: UnboundedReceiver<Command>) {
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Command::Mount(spec) => state.mount(spec),
+            Command::Start { spec, generation } => state.start(spec, generation),
+            Command::Stop { stream, generation } => state.stop(&stream, Some(generation)),
+            Command::Unmount { stream } => state.unmount(&stream),
+            Command::Reaped { stream, generation } => state.reaped(&stream, generation),
+            Command::Shutdown { deadline, done } => {
+                state.shutdown(deadline);
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+}
+
+impl State {
+    fn mount(&mut self, spec: StreamSpec) {
+        if self.streams.contains_key(&spec.name) {
+            tracing::warn!(stream = %spec.name, "already mounted");
+            return;
+        }
+        let fanout = Arc::new(Fanout::default());
+        self.server.mount(
+            &spec.name,
+            spec.encoding.codec,
+            fanout.clone(),
+            &self.events,
+        );
+        tracing::info!(stream = %spec.name, path = %server::mount_path(&spec.name), "mounted");
+        self.streams.insert(
+            spec.name.clone(),
+            Mounted {
+                spec,
+                fanout,
+                running: None,
+                reaping: 0,
+                pending: None,
+            },
+        );
+    }
+
+    fn start(&mut self, spec: StreamSpec, generation: u64) {
+        let Some(m) = self.streams.get_mut(&spec.name) else {
+            tracing::warn!(stream = %spec.name, "start for a stream that is not mounted");
+            return;
+        };
+        if m.running.is_some() {
+            // The supervisor stops before it starts; a second start is a bug there.
+            tracing::warn!(stream = %spec.name, generation, "start while running; restarting");
+            self.stop(&spec.name, None);
+        }
+        let Some(m) = self.streams.get_mut(&spec.name) else {
+            return;
+        };
+        if m.reaping > 0 {
+            tracing::info!(stream = %spec.name, generation, "waiting for the previous pipeline to stop");
+            m.pending = Some((spec, generation));
+            return;
+        }
+        m.spec = spec;
+        match launch(
+            &m.spec,
+            generation,
+            m.fanout.clone(),
+            &self.events,
+            self.level_interval_ns,
+        ) {
+            Ok(r) => m.running = Some(r),
+            Err(reason) => {
+                let _ = self.events.send(MediaEvent::Failed {
+                    stream: m.spec.name.clone(),
+                    generation,
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// Stops the stream's pipeline (if `generation` matches, or any when `None`).
+    fn stop(&mut self, stream: &str, generation: Option<u64>) {
+        let Some(m) = self.streams.get_mut(stream) else {
+            return;
+        };
+        if let Some((_, g)) = &m.pending
+            && generation.is_none_or(|want| want == *g)
+        {
+            m.pending = None;
+        }
+        let matches = m
+            .running
+            .as_ref()
+            .is_some_and(|r| generation.is_none_or(|g| g == r.generation));
+        if !matches {
+            return;
+        }
+        let Some(run) = m.running.take() else {
+            return;
+        };
+        m.fanout.set_down();
+        m.reaping += 1;
+        reap(stream.to_string(), run, self.cmd_tx.clone());
+    }
+
+    fn reaped(&mut self, stream: &str, generation: u64) {
+        tracing::debug!(stream, generation, "pipeline stopped");
+        let Some(m) = self.streams.get_mut(stream) else {
+            return;
+        };
+        m.reaping = m.reaping.saturating_sub(1);
+        if m.reaping == 0
+            && let Some((spec, g)) = m.pending.take()
+        {
+            self.start(spec, g);
+        }
+    }
+
+    fn unmount(&mut self, stream: &str) {
+        self.stop(stream, None);
+        let Some(m) = self.streams.remove(stream) else {
+            return;
+        };
+        // EOS first, so RTP clients get a BYE; then close their connections so
+        // clients waiting on the control connection or TCP end at once too.
+        m.fanout.end_all();
+        self.server.unmount(stream);
+        let closed = self.server.close_clients(Some(stream));
+        tracing::info!(stream, clients_closed = closed, "unmounted");
+    }
+
+    fn shutdown(&mut self, deadline: Duration) {
+        let started = Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut waiting = 0;
+        for (name, m) in &mut self.streams {
+            m.fanout.end_all();
+            if let Some(run) = m.running.take() {
+                waiting += 1;
+                let tx = tx.clone();
+                let name = name.clone();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("hark-reap".into())
+                        .spawn(move || {
+                            let _ = run.pipeline.set_state(gst::State::Null);
+                            let _ = tx.send(name);
+                        });
+                if spawned.is_err() {
+                    waiting -= 1;
+                }
+            }
+        }
+        let closed = self.server.close_clients(None);
+        while waiting > 0 {
+            let left = deadline.saturating_sub(started.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(_) => waiting -= 1,
+                Err(_) => {
+                    tracing::warn!(
+                        pipelines = waiting,
+                        "pipelines did not stop in time; leaving them"
+                    );
+                    break;
+                }
+            }
+        }
+        tracing::info!(
+            clients_closed = closed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "media stopped"
+        );
+    }
+}
+
+/// Builds and starts a capture pipeline, wiring its bus and appsink.
+fn launch(
+    spec: &StreamSpec,
+    generation: u64,
+    fanout: Arc<Fanout>,
+    events: &UnboundedSender<MediaEvent>,
+    level_interval_ns: u64,
+) -> Result<Running, String> {
+    let capture = pipeline::build(spec, level_interval_ns).map_err(|e| e.to_string())?;
+    let sink_fanout = fanout;
+    capture.sink.set_callbacks(
+        gstreamer_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let base = sink.base_time().unwrap_or(gst::ClockTime::ZERO);
+                sink_fanout.push(&sample, base);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let bus = capture
+        .pipeline
+        .bus()
+        .ok_or_else(|| "pipeline has no bus".to_string())?;
+    let stream = spec.name.clone();
+    let events = events.clone();
+    let watch = bus
+        .add_watch(move |_bus, msg| {
+            on_bus_message(&stream, generation, msg, &events);
+            glib::ControlFlow::Continue
+        })
+        .map_err(|e| format!("cannot watch the pipeline bus: {e}"))?;
+    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {
+        // The bus carries the detailed error; this is the fallback reason.
+        let _ = capture.pipeline.set_state(gst::State::Null);
+        return Err(format!("pipeline refused to start: {e}"));
+    }
+    tracing::info!(stream = %spec.name, generation, codec = spec.encoding.codec.as_str(), "capture started");
+    Ok(Running {
+        generation,
+        pipeline: capture.pipeline,
+        _watch: watch,
+    })
+}
+
+fn on_bus_message(
+    stream: &str,
+    generation: u64,
+    msg: &gst::Message,
+    events: &UnboundedSender<MediaEvent>,
+) {
+    use gst::MessageView;
+    match msg.view() {
+        MessageView::Element(e) => {
+            let Some(s) = e.structure() else { return };
+            if s.name() != "level" {
+                return;
+            }
+            if let (Some(peak), Some(rms)) = (loudest(s, "peak"), loudest(s, "rms")) {
+                let _ = events.send(MediaEvent::Level {
+                    stream: stream.to_string(),
+                    generation,
+                    peak_dbfs: peak,
+                    rms_dbfs: rms,
+                });
+            }
+        }
+        MessageView::Error(e) => {
+            let src = e
+                .src()
+                .map(|s| s.name().to_string())
+                .unwrap_or_else(|| "pipeline".into());
+            tracing::debug!(stream, generation, debug = ?e.debug(), "pipeline error details");
+            let _ = events.send(MediaEvent::Failed {
+                stream: stream.to_string(),
+                generation,
+                reason: format!("{src}: {}", e.error()),
+            });
+        }
+        MessageView::Eos(_) => {
+            let _ = events.send(MediaEvent::Failed {
+                stream: stream.to_string(),
+                generation,
+                reason: "the source ended".into(),
+            });
+        }
+        MessageView::Warning(w) => {
+            tracing::warn!(stream, generation, warning = %w.error(), "pipeline warning");
+        }
+        _ => {}
+    }
+}
+
+/// The loudest channel of a level message field, in dBFS, floored at -200 (digital
+/// silence is reported as -inf or huge negatives).
+fn loudest(s: &gst::StructureRef, field: &str) -> Option<f64> {
+    let values = s.get::<glib::ValueArray>(field).ok()?;
+    values
+        .iter()
+        .filter_map(|v| v.get::<f64>().ok())
+        .map(|db| if db.is_nan() { -200.0 } else { db.max(-200.0) })
+        .reduce(f64::max)
+}
+
+/// Stops a pipeline on its own thread and reports back when it is done.
+fn reap(stream: String, run: Running, cmd_tx: UnboundedSender<Command>) {
+    let generation = run.generation;
+    let spawned = std::thread::Builder::new()
+        .name("hark-reap".into())
+        .spawn({
+            let stream = stream.clone();
+            let cmd_tx = cmd_tx.clone();
+            move || {
+                let started = Instant::now();
+                drop(run._watch);
+                let _ = run.pipeline.set_state(gst::State::Null);
+                let took = started.elapsed();
+                if took > Duration::from_secs(1) {
+                    tracing::warn!(stream = %stream, generation, took_ms = took.as_millis() as u64, "pipeline was slow to stop");
+                }
+                let _ = cmd_tx.send(Command::Reaped { stream, generation });
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(stream = %stream, error = %e, "cannot start a reaper thread; the pipeline is leaked");
+        let _ = cmd_tx.send(Command::Reaped { stream, generation });
+    }
+}

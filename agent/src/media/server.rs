@@ -1,0 +1,251 @@
+//! The in-process RTSP server (gst-rtsp-server): binding, authentication, one mount
+//! per stream, and ending the clients of a stream that goes away.
+//!
+//! Owns: the `RTSPServer` object and its mounts. Runs only on the media thread.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_rtsp as gst_rtsp;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+
+use super::MediaEvent;
+use super::fanout::Fanout;
+use super::pipeline;
+use crate::config::{Codec, RtspConfig};
+
+/// Mount path -> fan-out, read by the RTSP client callbacks to answer DESCRIBE.
+pub type Registry = Arc<Mutex<HashMap<String, Arc<Fanout>>>>;
+
+const ROLE: &str = "hark-client";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "cannot listen for RTSP on {addr}: the address is in use or not available (is another harkd or RTSP server running?)"
+    )]
+    Bind { addr: SocketAddr },
+}
+
+pub struct Server {
+    pub server: rtsp::RTSPServer,
+    auth: Option<rtsp::RTSPAuth>,
+    pub registry: Registry,
+    /// The port actually bound.
+    pub port: u16,
+}
+
+pub fn mount_path(name: &str) -> String {
+    format!("/{name}")
+}
+
+fn lock(registry: &Registry) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Fanout>>> {
+    // Map operations are single steps; a poisoned lock holds a consistent map.
+    registry.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The path of a request URL, or `None` when it is not UTF-8 (such a path cannot
+/// name a stream; the server then answers it as an unknown mount).
+///
+/// The generated bindings (`decode_path_components`, `request_uri`) assume UTF-8
+/// and panic on anything else, and a client controls these bytes: a request for
+/// `/\xff` crashed the agent. So the C field is read as bytes here.
+#[allow(unsafe_code)]
+fn request_path(url: &gst_rtsp::RTSPUrl) -> Option<String> {
+    use glib::translate::ToGlibPtr;
+    let ptr: *const gst_rtsp::ffi::GstRTSPUrl = url.to_glib_none().0;
+    // SAFETY: `url` is a valid GstRTSPUrl borrowed for this call; `abspath` is
+    // either NULL or a NUL-terminated string owned by it, and is only read here.
+    let abspath = unsafe { (*ptr).abspath };
+    if abspath.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL and NUL-terminated, as above; the CStr does not outlive `url`.
+    let bytes = unsafe { std::ffi::CStr::from_ptr(abspath) }.to_bytes();
+    std::str::from_utf8(bytes).ok().map(str::to_owned)
+}
+
+impl Server {
+    /// Creates the server and binds it to `ctx`. Call on the media thread.
+    pub fn start(cfg: &RtspConfig, ctx: &glib::MainContext) -> Result<Server, ServerError> {
+        let server = rtsp::RTSPServer::new();
+        server.set_address(&cfg.bind.to_string());
+        server.set_service(&cfg.port.to_string());
+        // Small, bounded accept backlog: an appliance, not a CDN.
+        server.set_backlog(64);
+
+        let auth = cfg.auth.as_ref().map(|a| {
+            let auth = rtsp::RTSPAuth::new();
+            let token = rtsp::RTSPToken::builder()
+                .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, ROLE)
+                .build();
+            let basic = rtsp::RTSPAuth::make_basic(&a.user, &a.password);
+            auth.add_basic(basic.as_str(), &token);
+            server.set_auth(Some(&auth));
+            auth
+        });
+
+        let registry: Registry = Arc::default();
+        let reg = registry.clone();
+        server.connect_client_connected(move |_server, client| {
+            let reg = reg.clone();
+            // Refuse DESCRIBE with 503 while a stream has no audio, instead of
+            // letting the client wait on a media that cannot prepare.
+            client.connect_pre_describe_request(move |_client, ctx| {
+                let Some(path) = ctx.uri().and_then(request_path) else {
+                    return gst_rtsp::RTSPStatusCode::Ok;
+                };
+                let path = path.trim_end_matches('/');
+                match lock(&reg).get(path) {
+                    Some(f) if !f.is_live() => gst_rtsp::RTSPStatusCode::ServiceUnavailable,
+                    _ => gst_rtsp::RTSPStatusCode::Ok,
+                }
+            });
+        });
+
+        let addr = SocketAddr::new(cfg.bind, cfg.port);
+        server
+            .attach(Some(ctx))
+            .map_err(|_| ServerError::Bind { addr })?;
+        let port = u16::try_from(server.bound_port()).unwrap_or(cfg.port);
+
+        // Sessions whose clients vanished without TEARDOWN expire only when the
+        // pool is cleaned; gst-rtsp-server leaves that to the application.
+        if let Some(pool) = server.session_pool() {
+            let source = glib::timeout_source_new(
+                std::time::Duration::from_secs(2),
+                Some("hark-session-cleanup"),
+                glib::Priority::DEFAULT,
+                move || {
+                    pool.cleanup();
+                    glib::ControlFlow::Continue
+                },
+            );
+            source.attach(Some(ctx));
+        }
+        Ok(Server {
+            server,
+            auth,
+            registry,
+            port,
+        })
+    }
+
+    /// Adds the mount `/<name>`; clients get media fed from `fanout`.
+    pub fn mount(
+        &self,
+        name: &str,
+        codec: Codec,
+        fanout: Arc<Fanout>,
+        events: &tokio::sync::mpsc::UnboundedSender<MediaEvent>,
+    ) {
+        let factory = rtsp::RTSPMediaFactory::new();
+        factory.set_launch(&pipeline::media_description(codec));
+        // One media per client: the capture and encoding are shared upstream, so a
+        // media is only an appsrc and a payloader. Unshared media cannot be caught
+        // half torn down by the next client's DESCRIBE (the 503 trap in DESIGN.md).
+        factory.set_shared(false);
+        factory.set_protocols(gst_rtsp::RTSPLowerTrans::UDP | gst_rtsp::RTSPLowerTrans::TCP);
+        factory.set_clock(Some(&gst::SystemClock::obtain()));
+        if self.auth.is_some() {
+            factory.add_role_from_structure(
+                &gst::Structure::builder(ROLE)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                    .build(),
+            );
+        }
+        let stream = name.to_string();
+        let fan = fanout.clone();
+        let events = events.clone();
+        factory.connect_media_configure(move |_factory, media| {
+            let Some(appsrc) = media
+                .element()
+                .downcast::<gst::Bin>()
+                .ok()
+                .and_then(|b| b.by_name("src"))
+                .and_then(|e| e.downcast::<gstreamer_app::AppSrc>().ok())
+            else {
+                tracing::error!(stream = %stream, "client media has no appsrc");
+                return;
+            };
+            let id = media.as_ptr() as usize;
+            let clients = fan.attach(id, &appsrc);
+            let _ = events.send(MediaEvent::Clients {
+                stream: stream.clone(),
+                count: clients,
+            });
+            let fan = fan.clone();
+            let events = events.clone();
+            let stream = stream.clone();
+            media.connect_unprepared(move |_media| {
+                let clients = fan.detach(id);
+                let _ = events.send(MediaEvent::Clients {
+                    stream: stream.clone(),
+                    count: clients,
+                });
+            });
+        });
+        let path = mount_path(name);
+        lock(&self.registry).insert(path.clone(), fanout);
+        if let Some(mounts) = self.server.mount_points() {
+            mounts.add_factory(&path, factory);
+        }
+    }
+
+    /// Removes the mount: new clients get 404 from now on.
+    pub fn unmount(&self, name: &str) {
+        let path = mount_path(name);
+        lock(&self.registry).remove(&path);
+        if let Some(mounts) = self.server.mount_points() {
+            mounts.remove_factory(&path);
+        }
+    }
+
+    /// Closes every client connection that has a session on `/<name>` (or on any
+    /// mount when `name` is `None`) and drops those sessions.
+    pub fn close_clients(&self, name: Option<&str>) -> usize {
+        let path = name.map(mount_path);
+        let matches = |sess: &rtsp::RTSPSession| -> bool {
+            let Some(path) = &path else { return true };
+            let mut hit = false;
+            sess.filter(Some(&mut |_s, sm: &rtsp::RTSPSessionMedia| {
+                if sm.matches(path).is_some() {
+                    hit = true;
+                }
+                rtsp::RTSPFilterResult::Keep
+            }));
+            hit
+        };
+        let clients = self.server.client_filter(Some(&mut |_server, client| {
+            let mut hit = path.is_none();
+            client.session_filter(Some(&mut |_c, sess| {
+                hit |= matches(sess);
+                rtsp::RTSPFilterResult::Keep
+            }));
+            if hit {
+                rtsp::RTSPFilterResult::Ref
+            } else {
+                rtsp::RTSPFilterResult::Keep
+            }
+        }));
+        if let Some(pool) = self.server.session_pool() {
+            pool.filter(Some(&mut |_pool, sess| {
+                if matches(sess) {
+                    rtsp::RTSPFilterResult::Remove
+                } else {
+                    rtsp::RTSPFilterResult::Keep
+                }
+            }));
+        }
+        for c in &clients {
+            c.close();
+        }
+        clients.len()
+    }
+}

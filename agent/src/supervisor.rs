@@ -1,0 +1,434 @@
+//! The supervisor: one task that owns all stream state and receives every event on
+//! one channel (media reports, reload and shutdown requests, timer ticks).
+//!
+//! Owns: the set of streams, their health, and the published [`Snapshot`]. Must not
+//! touch: GStreamer (it sends commands through [`MediaHandle`]) or files other than
+//! the config on reload. Decisions are made by the pure state machine in
+//! `health.rs`; this file only routes events to it and carries out its actions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::backoff::Backoff;
+use crate::config::{Config, StreamSpec};
+use crate::health::{Action, Input, Note, Policy, StreamHealth};
+use crate::media::{MediaEvent, MediaHandle};
+
+/// Everything the supervisor reacts to.
+#[derive(Debug)]
+pub enum Event {
+    Media(MediaEvent),
+    /// Re-read the config file and apply the difference.
+    Reload,
+    /// Stop every stream and return.
+    Shutdown,
+}
+
+/// One stream as the outside world sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamStatus {
+    pub name: String,
+    pub state: &'static str,
+    pub codec: &'static str,
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub clients: usize,
+    pub peak_dbfs: Option<f64>,
+    pub rms_dbfs: Option<f64>,
+    pub silent: bool,
+    pub restarts: u64,
+    pub stalls: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+/// An immutable picture of the agent, published after every change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub streams: Vec<StreamStatus>,
+}
+
+impl Snapshot {
+    /// One line for logs and systemd's STATUS=: "2 streams running, 1 silent".
+    pub fn summary(&self) -> String {
+        let total = self.streams.len();
+        let running = self.streams.iter().filter(|s| s.state == "running").count();
+        let silent = self.streams.iter().filter(|s| s.silent).count();
+        let down = total - running;
+        let mut parts = vec![format!(
+            "{running} stream{} running",
+            if running == 1 { "" } else { "s" }
+        )];
+        if silent > 0 {
+            parts.push(format!("{silent} silent"));
+        }
+        if down > 0 {
+            parts.push(format!("{down} not running"));
+        }
+        parts.join(", ")
+    }
+}
+
+struct Entry {
+    spec: StreamSpec,
+    health: StreamHealth,
+    clients: usize,
+}
+
+pub struct Supervisor {
+    config: Arc<Config>,
+    policy: Policy,
+    streams: BTreeMap<String, Entry>,
+    media: MediaHandle,
+    snapshot: watch::Sender<Snapshot>,
+    last_summary: String,
+}
+
+/// How often stall deadlines and retries are checked.
+const TICK: Duration = Duration::from_millis(100);
+
+pub fn policy_of(config: &Config) -> Policy {
+    Policy {
+        stall_timeout: config.health.stall_timeout,
+        silence_threshold_dbfs: config.health.silence_threshold_dbfs,
+        silence_after: config.health.silence_after,
+        backoff: Backoff {
+            initial: config.restart.initial,
+            max: config.restart.max,
+        },
+        reset_after: config.restart.reset_after,
+    }
+}
+
+impl Supervisor {
+    pub fn new(config: Arc<Config>, media: MediaHandle) -> (Supervisor, watch::Receiver<Snapshot>) {
+        let (snapshot, rx) = watch::channel(Snapshot::default());
+        let sup = Supervisor {
+            policy: policy_of(&config),
+            config,
+            streams: BTreeMap::new(),
+            media,
+            snapshot,
+            last_summary: String::new(),
+        };
+        (sup, rx)
+    }
+
+    fn add(&mut self, spec: StreamSpec, now: Instant) {
+        let (health, action) = StreamHealth::new(now);
+        self.media.mount(spec.clone());
+        let name = spec.name.clone();
+        self.streams.insert(
+            name.clone(),
+            Entry {
+                spec,
+                health,
+                clients: 0,
+            },
+        );
+        self.act(&name, action);
+    }
+
+    fn remove(&mut self, name: &str) {
+        if self.streams.remove(name).is_some() {
+            self.media.unmount(name);
+            tracing::info!(stream = name, "stream removed");
+        }
+    }
+
+    fn act(&self, name: &str, action: Action) {
+        let Some(e) = self.streams.get(name) else {
+            return;
+        };
+        match action {
+            Action::Start { generation } => self.media.start(e.spec.clone(), generation),
+            Action::Stop { generation } => self.media.stop(name, generation),
+        }
+    }
+
+    /// Feeds one input to a stream's state machine and carries out the result.
+    fn feed(&mut self, name: &str, input: Input, now: Instant) {
+        let policy = self.policy;
+        let Some(e) = self.streams.get_mut(name) else {
+            return;
+        };
+        let step = e.health.step(input, now, &policy, fastrand::f64());
+        for note in &step.notes {
+            log_note(name, &e.health, note);
+        }
+        for action in step.actions {
+            self.act(name, action);
+        }
+    }
+
+    fn on_media(&mut self, ev: MediaEvent, now: Instant) {
+        match ev {
+            MediaEvent::Level {
+                stream,
+                generation,
+                peak_dbfs,
+                rms_dbfs,
+            } => {
+                if self.is_current(&stream, generation) {
+                    self.feed(
+                        &stream,
+                        Input::Level {
+                            peak_dbfs,
+                            rms_dbfs,
+                        },
+                        now,
+                    );
+                }
+            }
+            MediaEvent::Failed {
+                stream,
+                generation,
+                reason,
+            } => {
+                if self.is_current(&stream, generation) {
+                    self.feed(&stream, Input::Failure { reason }, now);
+                } else {
+                    tracing::debug!(stream = %stream, generation, reason = %reason, "stale failure ignored");
+                }
+            }
+            MediaEvent::Clients { stream, count } => {
+                if let Some(e) = self.streams.get_mut(&stream) {
+                    e.clients = count;
+                    tracing::debug!(stream = %stream, clients = count, "clients changed");
+                }
+            }
+        }
+    }
+
+    fn is_current(&self, stream: &str, generation: u64) -> bool {
+        self.streams
+            .get(stream)
+            .is_some_and(|e| e.health.generation == generation)
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, e)| e.health.next_deadline(&self.policy) <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            self.feed(&name, Input::Tick, now);
+        }
+    }
+
+    /// Re-reads the config and applies the difference: removed streams stop, new
+    /// ones start, changed ones restart; untouched streams are not disturbed.
+    fn reload(&mut self, now: Instant) {
+        let path = self.config.path.clone();
+        let new = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: configuration is invalid; keeping the running one");
+                return;
+            }
+        };
+        if new.rtsp != self.config.rtsp || new.http != self.config.http {
+            tracing::warn!(
+                "rtsp and http settings change only on restart; keeping the running ones"
+            );
+        }
+        let wanted: BTreeMap<&str, &StreamSpec> =
+            new.streams.iter().map(|s| (s.name.as_str(), s)).collect();
+        let gone: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(name, e)| wanted.get(name.as_str()) != Some(&&e.spec))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let (mut added, mut changed, mut removed) = (0, 0, 0);
+        for name in &gone {
+            if wanted.contains_key(name.as_str()) {
+                changed += 1;
+            } else {
+                removed += 1;
+            }
+            self.remove(name);
+        }
+        self.policy = policy_of(&new);
+        for spec in &new.streams {
+            if !self.streams.contains_key(&spec.name) {
+                if !gone.contains(&spec.name) {
+                    added += 1;
+                }
+                self.add(spec.clone(), now);
+            }
+        }
+        self.config = Arc::new(new);
+        tracing::info!(added, removed, changed, "configuration reloaded");
+    }
+
+    fn publish(&mut self) {
+        let snap = Snapshot {
+            streams: self
+                .streams
+                .values()
+                .map(|e| StreamStatus {
+                    name: e.spec.name.clone(),
+                    state: e.health.phase.as_str(),
+                    codec: e.spec.encoding.codec.as_str(),
+                    sample_rate: e.spec.encoding.sample_rate,
+                    channels: e.spec.encoding.channels,
+                    clients: e.clients,
+                    peak_dbfs: e.health.peak_dbfs,
+                    rms_dbfs: e.health.rms_dbfs,
+                    silent: e.health.silent,
+                    restarts: e.health.restarts,
+                    stalls: e.health.stalls,
+                    failures: e.health.failures,
+                    last_error: e.health.last_error.clone(),
+                })
+                .collect(),
+        };
+        let summary = snap.summary();
+        if summary != self.last_summary {
+            tracing::info!(status = %summary, "status");
+            self.last_summary = summary;
+        }
+        self.snapshot.send_if_modified(|old| {
+            if *old == snap {
+                false
+            } else {
+                *old = snap;
+                true
+            }
+        });
+    }
+
+    /// Runs until `Shutdown` arrives or the media thread dies (an error: the daemon
+    /// must exit non-zero so systemd restarts it).
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+    ) -> Result<(), SupervisorError> {
+        let now = Instant::now();
+        let specs = self.config.streams.clone();
+        if specs.is_empty() {
+            tracing::warn!(config = %self.config.path.display(), "no streams configured");
+        }
+        for spec in specs {
+            self.add(spec, now);
+        }
+        self.publish();
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                // Every report, request and signal arrives here, in order.
+                ev = events.recv() => match ev {
+                    Some(Event::Media(m)) => self.on_media(m, Instant::now()),
+                    Some(Event::Reload) => self.reload(Instant::now()),
+                    Some(Event::Shutdown) | None => break,
+                },
+                // Stall deadlines and retry times are checked on a steady tick.
+                _ = ticker.tick() => self.tick(Instant::now()),
+                // The media thread is gone: nothing here can work any more.
+                _ = self.media.closed() => return Err(SupervisorError::MediaThreadEnded),
+            }
+            self.publish();
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("the media thread ended unexpectedly")]
+    MediaThreadEnded,
+}
+
+fn log_note(stream: &str, h: &StreamHealth, note: &Note) {
+    let generation = h.generation;
+    match note {
+        Note::Running => tracing::info!(stream, generation, state = "running", "audio is flowing"),
+        Note::Stalled { silent_for } => tracing::warn!(
+            stream,
+            generation,
+            state = "stalled",
+            no_audio_ms = silent_for.as_millis() as u64,
+            "capture stalled"
+        ),
+        Note::Failed { reason } => {
+            tracing::warn!(stream, generation, state = "failed", reason = %reason, "capture failed")
+        }
+        Note::Retrying { attempt, delay } => tracing::info!(
+            stream,
+            generation,
+            attempt,
+            retry_in_ms = delay.as_millis() as u64,
+            "restart scheduled"
+        ),
+        Note::Restarted { generation } => tracing::info!(
+            stream,
+            generation,
+            restarts = h.restarts,
+            "restarting capture"
+        ),
+        Note::SilenceBegan => tracing::warn!(
+            stream,
+            generation,
+            silent = true,
+            rms_dbfs = h.rms_dbfs,
+            "stream is silent"
+        ),
+        Note::SilenceEnded => tracing::info!(
+            stream,
+            generation,
+            silent = false,
+            rms_dbfs = h.rms_dbfs,
+            "sound returned"
+        ),
+        Note::BackoffReset => tracing::debug!(stream, generation, "healthy again; backoff reset"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, state: &'static str, silent: bool) -> StreamStatus {
+        StreamStatus {
+            name: name.into(),
+            state,
+            codec: "opus",
+            sample_rate: 48_000,
+            channels: 1,
+            clients: 0,
+            peak_dbfs: None,
+            rms_dbfs: None,
+            silent,
+            restarts: 0,
+            stalls: 0,
+            failures: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn summary_lines() {
+        let cases = [
+            (vec![], "0 streams running"),
+            (vec![status("a", "running", false)], "1 stream running"),
+            (
+                vec![
+                    status("a", "running", false),
+                    status("b", "running", true),
+                    status("c", "stalled", false),
+                ],
+                "2 streams running, 1 silent, 1 not running",
+            ),
+        ];
+        for (streams, want) in cases {
+            assert_eq!(Snapshot { streams }.summary(), want);
+        }
+    }
+}

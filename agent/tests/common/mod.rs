@@ -1,0 +1,468 @@
+//! Shared helpers for the end-to-end tests: run the real `harkd` binary on a free
+//! loopback port, read its JSON log, and pull audio with real RTSP clients.
+
+#![allow(dead_code)]
+
+pub mod rtsp_client;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const HARKD: &str = env!("CARGO_BIN_EXE_harkd");
+
+/// A free TCP port on loopback (bound and released; the tests run few servers).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+#[derive(Default)]
+struct Log {
+    lines: Vec<Value>,
+    raw: Vec<String>,
+    closed: bool,
+}
+
+/// A running harkd with its config in a temporary directory.
+pub struct Harkd {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    log: Arc<(Mutex<Log>, Condvar)>,
+}
+
+impl Harkd {
+    /// Starts harkd with `config` (a TOML text in which `@PORT@` is replaced by a
+    /// free port), waiting until it logs "harkd ready".
+    pub fn start(config: &str) -> Harkd {
+        Self::start_with_env(config, &[])
+    }
+
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Harkd {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let path = dir.path().join("hark.toml");
+        std::fs::write(&path, config.replace("@PORT@", &port.to_string())).unwrap();
+        let mut cmd = Command::new(HARKD);
+        cmd.args(["run", "--log-format", "json", "--config"])
+            .arg(&path)
+            .env("HARK_LOG", "info,hark_agent=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn harkd");
+        let stderr = child.stderr.take().unwrap();
+        let log: Arc<(Mutex<Log>, Condvar)> = Arc::default();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let (m, cv) = &*l;
+                let mut g = m.lock().unwrap();
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    g.lines.push(v);
+                }
+                g.raw.push(line);
+                cv.notify_all();
+            }
+            let (m, cv) = &*l;
+            m.lock().unwrap().closed = true;
+            cv.notify_all();
+        });
+        let h = Harkd {
+            child,
+            dir,
+            port,
+            log,
+        };
+        h.wait_log(Duration::from_secs(10), |v| msg(v) == "harkd ready");
+        h
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("hark.toml")
+    }
+
+    pub fn url(&self, stream: &str) -> String {
+        format!("rtsp://127.0.0.1:{}/{stream}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Rewrites the config (same port) and sends SIGHUP.
+    pub fn reload(&self, config: &str) {
+        std::fs::write(
+            self.config_path(),
+            config.replace("@PORT@", &self.port.to_string()),
+        )
+        .unwrap();
+        self.signal("HUP");
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Number of log lines so far; pass it to `wait_log_after` to see only newer ones.
+    pub fn mark(&self) -> usize {
+        self.log.0.lock().unwrap().lines.len()
+    }
+
+    pub fn wait_log(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_log_after(0, timeout, pred)
+    }
+
+    /// Waits for a JSON log line after index `from` matching `pred`; panics with the
+    /// log on timeout.
+    pub fn wait_log_after(
+        &self,
+        from: usize,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        let (m, cv) = &*self.log;
+        let mut g = m.lock().unwrap();
+        loop {
+            if let Some(v) = g.lines.iter().skip(from).find(|v| pred(v)) {
+                return v.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline || g.closed {
+                panic!(
+                    "log line not found within {timeout:?} (harkd {}); log:\n{}",
+                    if g.closed { "exited" } else { "running" },
+                    g.raw.join("\n")
+                );
+            }
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+    }
+
+    /// All JSON log lines after `from` matching `pred`.
+    pub fn logs_after(&self, from: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let g = self.log.0.lock().unwrap();
+        g.lines
+            .iter()
+            .skip(from)
+            .filter(|v| pred(v))
+            .cloned()
+            .collect()
+    }
+
+    pub fn raw_log(&self) -> String {
+        self.log.0.lock().unwrap().raw.join("\n")
+    }
+
+    /// SIGTERM and wait; returns the exit status and how long the exit took.
+    pub fn stop(mut self) -> (ExitStatus, Duration) {
+        let t = Instant::now();
+        self.signal("TERM");
+        let status =
+            wait_timeout(&mut self.child, Duration::from_secs(10)).expect("harkd did not exit");
+        (status, t.elapsed())
+    }
+
+    pub fn threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    pub fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Harkd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn msg(v: &Value) -> &str {
+    v.get("message").and_then(Value::as_str).unwrap_or("")
+}
+
+pub fn field<'a>(v: &'a Value, k: &str) -> Option<&'a Value> {
+    v.get(k)
+}
+
+pub fn is_event(v: &Value, message: &str, stream: &str) -> bool {
+    msg(v) == message && v.get("stream").and_then(Value::as_str) == Some(stream)
+}
+
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Audio decoded by a client: mono S16 at 48 kHz.
+pub struct Pcm(pub Vec<i16>);
+
+pub const RATE: f64 = 48_000.0;
+
+impl Pcm {
+    pub fn from_bytes(b: &[u8]) -> Pcm {
+        Pcm(b
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect())
+    }
+
+    pub fn seconds(&self) -> f64 {
+        self.0.len() as f64 / RATE
+    }
+
+    /// RMS in dBFS, skipping the first `skip` seconds (codec start-up).
+    pub fn rms_dbfs(&self, skip: f64) -> f64 {
+        let s = &self.0[((skip * RATE) as usize).min(self.0.len())..];
+        if s.is_empty() {
+            return f64::NEG_INFINITY;
+        }
+        let sum: f64 = s.iter().map(|x| (f64::from(*x) / 32768.0).powi(2)).sum();
+        10.0 * (sum / s.len() as f64).log10()
+    }
+
+    /// Dominant frequency, by zero crossings (the test signals are pure tones).
+    pub fn freq_hz(&self, skip: f64) -> f64 {
+        let s = &self.0[((skip * RATE) as usize).min(self.0.len())..];
+        let crossings = s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        crossings as f64 / 2.0 / (s.len() as f64 / RATE)
+    }
+
+    /// Asserts `secs` of audio at `freq` Hz and `rms` dBFS (both within tolerance).
+    pub fn assert_tone(&self, min_secs: f64, freq: f64, rms: f64) {
+        assert!(
+            self.seconds() >= min_secs,
+            "only {:.2} s of audio",
+            self.seconds()
+        );
+        let got_rms = self.rms_dbfs(0.2);
+        let got_f = self.freq_hz(0.2);
+        assert!(
+            (got_rms - rms).abs() < 2.0,
+            "level {got_rms:.1} dBFS, want {rms:.1}"
+        );
+        assert!(
+            (got_f - freq).abs() < freq * 0.02 + 2.0,
+            "frequency {got_f:.1} Hz, want {freq}"
+        );
+    }
+}
+
+/// Pulls `secs` seconds with ffmpeg (transport "tcp" or "udp") and decodes to PCM.
+pub fn ffmpeg_pull(url: &str, transport: &str, secs: f64) -> Pcm {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rtsp_transport",
+            transport,
+        ])
+        .args(["-timeout", "5000000", "-i", url, "-t", &secs.to_string()])
+        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {url} ({transport}) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Pcm::from_bytes(&out.stdout)
+}
+
+/// Pulls about `secs` seconds with GStreamer's rtspsrc and decodes to PCM.
+pub fn rtspsrc_pull(url: &str, secs: f64) -> Pcm {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out.raw");
+    let mut child = Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "rtspsrc",
+            &format!("location={url}"),
+            "latency=100",
+            "!",
+            "decodebin",
+            "!",
+        ])
+        .args(["audioconvert", "!", "audioresample", "!"])
+        .args([
+            "audio/x-raw,format=S16LE,channels=1,rate=48000",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", file.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gst-launch-1.0");
+    std::thread::sleep(Duration::from_secs_f64(secs + 0.5));
+    let exited_early = child.try_wait().unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        exited_early.is_none(),
+        "rtspsrc client ended early: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Pcm::from_bytes(&std::fs::read(&file).unwrap_or_default())
+}
+
+/// An ALSA userspace capture device backed by a FIFO, fed in real time by a thread
+/// writing a sine tone (mono S16LE 48 kHz). `pause` stops the writer (a stall).
+pub struct FifoMic {
+    pub dir: tempfile::TempDir,
+    pub pause: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    pub alsa_config_path: String,
+    pub device: String,
+}
+
+impl FifoMic {
+    pub fn new(freq: f64, amplitude: f64) -> FifoMic {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("mic.fifo");
+        let ok = Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mkfifo");
+        let conf = dir.path().join("asound.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "pcm.fifomic {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n",
+                fifo.display()
+            ),
+        )
+        .unwrap();
+        let pause = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_writer(fifo, freq, amplitude, pause.clone(), stop.clone());
+        FifoMic {
+            alsa_config_path: format!("/usr/share/alsa/alsa.conf:{}", conf.display()),
+            device: "fifomic".into(),
+            dir,
+            pause,
+            stop,
+        }
+    }
+}
+
+impl Drop for FifoMic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn spawn_writer(
+    fifo: PathBuf,
+    freq: f64,
+    amplitude: f64,
+    pause: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) {
+    std::thread::spawn(move || {
+        const CHUNK: usize = 480; // 10 ms
+        let mut phase = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            // Blocks until a reader (the capture pipeline) opens the FIFO.
+            let Ok(mut f) = open_for_write(&fifo, &stop) else {
+                return;
+            };
+            let start = Instant::now();
+            let mut sent = 0u64;
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if pause.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                    // Real time keeps running while paused: resume without a burst.
+                    sent = (start.elapsed().as_secs_f64() * RATE) as u64;
+                    continue;
+                }
+                let due = (start.elapsed().as_secs_f64() * RATE) as u64;
+                if sent + CHUNK as u64 > due + CHUNK as u64 {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
+                let mut buf = Vec::with_capacity(CHUNK * 2);
+                for _ in 0..CHUNK {
+                    let t = phase as f64 / RATE;
+                    let v = (amplitude * 32767.0 * (2.0 * std::f64::consts::PI * freq * t).sin())
+                        as i16;
+                    buf.extend_from_slice(&v.to_le_bytes());
+                    phase += 1;
+                }
+                if f.write_all(&buf).is_err() {
+                    break; // reader went away (pipeline restarted): reopen
+                }
+                sent += CHUNK as u64;
+            }
+        }
+    });
+}
+
+fn open_for_write(fifo: &Path, _stop: &AtomicBool) -> std::io::Result<std::fs::File> {
+    // Blocks until a reader opens the FIFO. A writer left blocked here when the
+    // test ends is harmless: the FIFO is deleted with its directory.
+    std::fs::OpenOptions::new().write(true).open(fifo)
+}
+
+/// Counts of a tone's presence over consecutive windows (for "keeps flowing").
+pub fn windows_rms(pcm: &Pcm, window_s: f64) -> Vec<f64> {
+    let n = (window_s * RATE) as usize;
+    pcm.0
+        .chunks(n)
+        .filter(|c| c.len() == n)
+        .map(|c| {
+            let sum: f64 = c.iter().map(|x| (f64::from(*x) / 32768.0).powi(2)).sum();
+            10.0 * (sum / c.len() as f64).log10()
+        })
+        .collect()
+}

@@ -1,0 +1,226 @@
+//! A minimal RTSP/1.0 client over TCP (RTP interleaved), enough to drive sessions
+//! step by step and time them: DESCRIBE, SETUP, PLAY, read RTP, TEARDOWN. Used by
+//! the churn test and by the benchmark (examples/rtsp_probe.rs).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Client {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+    cseq: u32,
+    session: Option<String>,
+    pub url: String,
+}
+
+pub type Result<T> = std::result::Result<T, String>;
+
+impl Client {
+    pub fn connect(url: &str, timeout: Duration) -> Result<Client> {
+        let rest = url.strip_prefix("rtsp://").ok_or("not an rtsp:// URL")?;
+        let hostport = rest.split('/').next().ok_or("no host")?;
+        let addr: std::net::SocketAddr =
+            hostport.parse().map_err(|e| format!("{hostport}: {e}"))?;
+        let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        s.set_nodelay(true).map_err(|e| e.to_string())?;
+        let reader = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+        Ok(Client {
+            writer: s,
+            reader,
+            cseq: 0,
+            session: None,
+            url: url.to_string(),
+        })
+    }
+
+    pub fn request(&mut self, method: &str, url: &str, extra: &[(&str, &str)]) -> Result<Response> {
+        self.cseq += 1;
+        let mut req = format!(
+            "{method} {url} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: hark-test\r\n",
+            self.cseq
+        );
+        if let Some(s) = &self.session {
+            req.push_str(&format!("Session: {s}\r\n"));
+        }
+        for (k, v) in extra {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        self.writer
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("{method}: write: {e}"))?;
+        self.read_response().map_err(|e| format!("{method}: {e}"))
+    }
+
+    /// Reads the next response, skipping interleaved RTP/RTCP frames before it.
+    fn read_response(&mut self) -> Result<Response> {
+        loop {
+            let first = {
+                let buf = self.reader.fill_buf().map_err(|e| e.to_string())?;
+                if buf.is_empty() {
+                    return Err("connection closed".into());
+                }
+                buf[0]
+            };
+            if first == b'$' {
+                self.read_frame()?;
+                continue;
+            }
+            break;
+        }
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line {line:?}"))?;
+        let mut headers = vec![];
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h).map_err(|e| e.to_string())?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        self.reader
+            .read_exact(&mut body)
+            .map_err(|e| e.to_string())?;
+        Ok(Response {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    /// Reads one interleaved frame; returns (channel, payload length).
+    pub fn read_frame(&mut self) -> Result<(u8, usize)> {
+        let mut hdr = [0u8; 4];
+        self.reader
+            .read_exact(&mut hdr)
+            .map_err(|e| e.to_string())?;
+        if hdr[0] != b'$' {
+            return Err(format!(
+                "expected an interleaved frame, got {:?}",
+                hdr[0] as char
+            ));
+        }
+        let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+        let mut data = vec![0; len];
+        self.reader
+            .read_exact(&mut data)
+            .map_err(|e| e.to_string())?;
+        Ok((hdr[1], len))
+    }
+
+    /// DESCRIBE, SETUP (TCP interleaved) and PLAY; returns the DESCRIBE response.
+    pub fn play(&mut self) -> Result<Response> {
+        let url = self.url.clone();
+        let d = self.request("DESCRIBE", &url, &[("Accept", "application/sdp")])?;
+        if d.status != 200 {
+            return Err(format!("DESCRIBE answered {}", d.status));
+        }
+        let base = d.header("Content-Base").unwrap_or(&url).to_string();
+        let control = d
+            .body
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("a=control:"))
+            .filter(|c| *c != "*")
+            .ok_or("no media control in SDP")?
+            .to_string();
+        let track = if control.starts_with("rtsp://") {
+            control
+        } else {
+            format!("{}/{}", base.trim_end_matches('/'), control)
+        };
+        let s = self.request(
+            "SETUP",
+            &track,
+            &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+        )?;
+        if s.status != 200 {
+            return Err(format!("SETUP answered {}", s.status));
+        }
+        let session = s.header("Session").ok_or("no Session header")?;
+        self.session = Some(session.split(';').next().unwrap_or(session).to_string());
+        let p = self.request("PLAY", &url, &[("Range", "npt=0-")])?;
+        if p.status != 200 {
+            return Err(format!("PLAY answered {}", p.status));
+        }
+        Ok(d)
+    }
+
+    /// Reads RTP (channel 0) until `until`; returns (packets, time of the first).
+    pub fn read_rtp_until(&mut self, until: Instant) -> Result<(usize, Option<Instant>)> {
+        let mut n = 0;
+        let mut first = None;
+        while Instant::now() < until {
+            let (ch, _) = self.read_frame()?;
+            if ch == 0 {
+                n += 1;
+                first.get_or_insert_with(Instant::now);
+            }
+        }
+        Ok((n, first))
+    }
+
+    pub fn teardown(&mut self) -> Result<u16> {
+        let url = self.url.clone();
+        Ok(self.request("TEARDOWN", &url, &[])?.status)
+    }
+}
+
+/// One full session as BirdNET-Pi's ffmpeg makes it: DESCRIBE, SETUP, PLAY, read
+/// for `read`, TEARDOWN. Returns (RTP packets, connect-to-first-packet time).
+pub fn session(url: &str, read: Duration) -> Result<(usize, Duration)> {
+    let t0 = Instant::now();
+    let mut c = Client::connect(url, Duration::from_secs(5))?;
+    c.play()?;
+    let (n, first) = c.read_rtp_until(Instant::now() + read)?;
+    let first = first.ok_or("no RTP packet")?;
+    let status = c.teardown()?;
+    if status != 200 {
+        return Err(format!("TEARDOWN answered {status}"));
+    }
+    Ok((n, first - t0))
+}
+
+/// A bare probe: connect, DESCRIBE, disconnect. Returns the status code.
+pub fn describe_probe(url: &str) -> Result<u16> {
+    let mut c = Client::connect(url, Duration::from_secs(5))?;
+    let u = c.url.clone();
+    Ok(c.request("DESCRIBE", &u, &[("Accept", "application/sdp")])?
+        .status)
+}
