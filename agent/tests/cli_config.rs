@@ -2,6 +2,8 @@
 //! parse (including every commented-out key), and each kind of bad file gives its
 //! own message with file, line, column and key, and exit code 3.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;

@@ -1,6 +1,8 @@
 //! RTSP with real clients against the real binary on a free loopback port: the
 //! decoded audio must be the configured tone, at the configured level.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -419,9 +419,17 @@ fn launch(
         })
         .map_err(|e| format!("cannot watch the pipeline bus: {e}"))?;
     if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {
-        // The bus carries the detailed error; this is the fallback reason.
+        // The element's own error (e.g. "Could not open audio device") is on the
+        // bus, not yet dispatched; it says more than the state-change failure.
+        let reason = bus
+            .pop_filtered(&[gst::MessageType::Error])
+            .and_then(|m| match m.view() {
+                gst::MessageView::Error(err) => Some(describe_error(&err)),
+                _ => None,
+            })
+            .unwrap_or_else(|| format!("pipeline refused to start: {e}"));
         let _ = capture.pipeline.set_state(gst::State::Null);
-        return Err(format!("pipeline refused to start: {e}"));
+        return Err(reason);
     }
     tracing::info!(stream = %spec.name, generation, codec = spec.encoding.codec.as_str(), "capture started");
     Ok(Running {
@@ -454,15 +462,11 @@ fn on_bus_message(
             }
         }
         MessageView::Error(e) => {
-            let src = e
-                .src()
-                .map(|s| s.name().to_string())
-                .unwrap_or_else(|| "pipeline".into());
             tracing::debug!(stream, generation, debug = ?e.debug(), "pipeline error details");
             let _ = events.send(MediaEvent::Failed {
                 stream: stream.to_string(),
                 generation,
-                reason: format!("{src}: {}", e.error()),
+                reason: describe_error(&e),
             });
         }
         MessageView::Eos(_) => {
@@ -477,6 +481,15 @@ fn on_bus_message(
         }
         _ => {}
     }
+}
+
+/// "element: message", e.g. "src: Could not open audio device for recording."
+fn describe_error(e: &gst::message::Error) -> String {
+    let src = e
+        .src()
+        .map(|s| s.name().to_string())
+        .unwrap_or_else(|| "pipeline".into());
+    format!("{src}: {}", e.error())
 }
 
 /// The loudest channel of a level message field, in dBFS, floored at -200 (digital

@@ -1,7 +1,7 @@
 //! Shared helpers for the end-to-end tests: run the real `harkd` binary on a free
 //! loopback port, read its JSON log, and pull audio with real RTSP clients.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod rtsp_client;
 
@@ -353,6 +353,12 @@ pub fn rtspsrc_pull(url: &str, secs: f64) -> Pcm {
 
 /// An ALSA userspace capture device backed by a FIFO, fed in real time by a thread
 /// writing a sine tone (mono S16LE 48 kHz). `pause` stops the writer (a stall).
+///
+/// alsa-lib's `file` plugin has no clock of its own: its `null` slave is always
+/// ready, and a short read from the FIFO is padded with the slave's silence. So the
+/// reader must never find a partial chunk: the `plug` wrapper fixes the format the
+/// FIFO carries, and the writer writes whole 20 ms chunks (harkd's ALSA period,
+/// `latency-time`), each one atomic (under PIPE_BUF), paced by the wall clock.
 pub struct FifoMic {
     pub dir: tempfile::TempDir,
     pub pause: Arc<AtomicBool>,
@@ -375,7 +381,8 @@ impl FifoMic {
         std::fs::write(
             &conf,
             format!(
-                "pcm.fifomic {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n",
+                "pcm.fifofile {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n\
+                 pcm.fifomic {{\n  type plug\n  slave {{ pcm \"fifofile\" format S16_LE channels 1 rate 48000 }}\n}}\n",
                 fifo.display()
             ),
         )
@@ -407,7 +414,7 @@ fn spawn_writer(
     stop: Arc<AtomicBool>,
 ) {
     std::thread::spawn(move || {
-        const CHUNK: usize = 480; // 10 ms
+        const CHUNK: usize = 960; // 20 ms = harkd's ALSA period
         let mut phase = 0u64;
         while !stop.load(Ordering::SeqCst) {
             // Blocks until a reader (the capture pipeline) opens the FIFO.

@@ -2,7 +2,7 @@
 //! step by step and time them: DESCRIBE, SETUP, PLAY, read RTP, TEARDOWN. Used by
 //! the churn test and by the benchmark (examples/rtsp_probe.rs).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
