@@ -20,6 +20,7 @@ fn three_hundred_sessions_and_probes_all_succeed() {
     let url = h.url("birds");
     // Warm up (first-use allocations), then measure.
     session(&url, Duration::from_millis(500)).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
     let rss_before = h.rss_kib();
     let fds_before = h.fds();
     let mut failures = vec![];

@@ -156,8 +156,8 @@ impl Client {
         let control = d
             .body
             .lines()
-            .find_map(|l| l.trim().strip_prefix("a=control:"))
-            .filter(|c| *c != "*")
+            .filter_map(|l| l.trim().strip_prefix("a=control:"))
+            .find(|c| *c != "*")
             .ok_or("no media control in SDP")?
             .to_string();
         let track = if control.starts_with("rtsp://") {

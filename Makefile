@@ -1,0 +1,33 @@
+# hark: the entry point for humans. `make run` serves a test tone; `make test` runs
+# every test. Both install missing Debian packages first (apt-get, needs root/sudo).
+
+CARGO ?= cargo
+CONFIG ?= configs/dev.toml
+
+.PHONY: all deps build run test lint bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release --locked
+
+# Serves rtsp://127.0.0.1:8554/test-tone (try: ffplay rtsp://127.0.0.1:8554/test-tone).
+run: build
+	./target/release/harkd run --config $(CONFIG)
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+test: lint
+	$(CARGO) test --locked --workspace
+
+# CPU, memory and latency against the baselines named in the issue; see scripts/bench.sh.
+bench: build
+	scripts/bench.sh
+
+clean:
+	$(CARGO) clean

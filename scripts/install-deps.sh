@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian packages harkd needs to build, run and be tested, when they
+# are missing. Safe to run again: it only calls apt-get when something is absent.
+set -euo pipefail
+
+packages=(
+  # build
+  pkg-config libglib2.0-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  libgstrtspserver-1.0-dev libudev-dev libasound2-dev
+  # run: GStreamer elements harkd uses (alsasrc, opusenc, level, rtp*pay, avenc_aac, lamemp3enc)
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-alsa gstreamer1.0-libav
+  # tests and benchmark: real RTSP clients, gst-launch, procps (ps), util-linux
+  gstreamer1.0-tools ffmpeg procps python3
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "install-deps: cargo not found; install Rust >= 1.94 (https://rustup.rs) and run again" >&2
+  exit 1
+fi
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n1.94.0\n' "$have" | sort -V | head -n1)" != "1.94.0" ]; then
+  echo "install-deps: Rust $have is too old; harkd needs 1.94 or newer" >&2
+  exit 1
+fi
