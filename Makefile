@@ -25,9 +25,10 @@ lint: deps
 test: lint
 	$(CARGO) test --locked --workspace
 
-# CPU, memory and latency against the baselines named in the issue; see scripts/bench.sh.
+# CPU, memory and latency against the baselines named in the issue; see scripts/bench.py.
 bench: build
-	scripts/bench.sh
+	$(CARGO) build --release --locked --examples
+	/usr/bin/python3 scripts/bench.py
 
 clean:
 	$(CARGO) clean

@@ -22,8 +22,13 @@ fn config(mic: &FifoMic, extra: &str) -> String {
 #[test]
 fn captured_alsa_audio_reaches_the_client() {
     let mic = FifoMic::new(700.0, 0.25);
-    let h = Harkd::start_with_env(&config(&mic, ""), &[("ALSA_CONFIG_PATH", &mic.alsa_config_path)]);
-    h.wait_log(Duration::from_secs(10), |v| is_event(v, "audio is flowing", "mic"));
+    let h = Harkd::start_with_env(
+        &config(&mic, ""),
+        &[("ALSA_CONFIG_PATH", &mic.alsa_config_path)],
+    );
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "mic")
+    });
     // 0.25 full scale = -12 dBFS peak, -15 dBFS RMS.
     ffmpeg_pull(&h.url("mic"), "udp", 3.0).assert_tone(2.9, 700.0, -15.0);
 }
@@ -31,10 +36,18 @@ fn captured_alsa_audio_reaches_the_client() {
 #[test]
 fn a_stall_is_reported_within_the_timeout_and_recovers_while_others_flow() {
     let mic = FifoMic::new(700.0, 0.25);
-    let extra = "[[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
-    let h = Harkd::start_with_env(&config(&mic, extra), &[("ALSA_CONFIG_PATH", &mic.alsa_config_path)]);
-    h.wait_log(Duration::from_secs(10), |v| is_event(v, "audio is flowing", "mic"));
-    h.wait_log(Duration::from_secs(10), |v| is_event(v, "audio is flowing", "tone"));
+    let extra =
+        "[[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
+    let h = Harkd::start_with_env(
+        &config(&mic, extra),
+        &[("ALSA_CONFIG_PATH", &mic.alsa_config_path)],
+    );
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "mic")
+    });
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "tone")
+    });
 
     // A client on the other stream for the whole episode.
     let url = h.url("tone");
@@ -44,7 +57,9 @@ fn a_stall_is_reported_within_the_timeout_and_recovers_while_others_flow() {
     let mark = h.mark();
     let paused = Instant::now();
     mic.pause.store(true, Ordering::SeqCst);
-    let stalled = h.wait_log_after(mark, Duration::from_secs(6), |v| is_event(v, "capture stalled", "mic"));
+    let stalled = h.wait_log_after(mark, Duration::from_secs(6), |v| {
+        is_event(v, "capture stalled", "mic")
+    });
     let took = paused.elapsed();
     // Stall timeout 3 s, counted from the last level reading (one every 250 ms, so
     // up to 250 ms before the pause), checked every 100 ms.
@@ -57,15 +72,23 @@ fn a_stall_is_reported_within_the_timeout_and_recovers_while_others_flow() {
     std::thread::sleep(Duration::from_secs(2));
     let mark2 = h.mark();
     mic.pause.store(false, Ordering::SeqCst);
-    h.wait_log_after(mark2, Duration::from_secs(8), |v| is_event(v, "audio is flowing", "mic"));
+    h.wait_log_after(mark2, Duration::from_secs(8), |v| {
+        is_event(v, "audio is flowing", "mic")
+    });
     ffmpeg_pull(&h.url("mic"), "tcp", 1.5).assert_tone(1.4, 700.0, -15.0);
 
     // The other stream never missed a beat: every 250 ms window holds the tone.
     let pcm = other.join().unwrap();
     pcm.assert_tone(8.9, 1000.0, -15.0);
     let windows = windows_rms(&pcm, 0.25);
-    assert!(windows.iter().skip(1).all(|db| *db > -18.0), "dropout on the other stream: {windows:?}");
-    assert!(h.logs_after(0, |v| is_event(v, "capture stalled", "tone")).is_empty());
+    assert!(
+        windows.iter().skip(1).all(|db| *db > -18.0),
+        "dropout on the other stream: {windows:?}"
+    );
+    assert!(
+        h.logs_after(0, |v| is_event(v, "capture stalled", "tone"))
+            .is_empty()
+    );
 }
 
 #[test]
@@ -75,7 +98,9 @@ fn a_failing_source_backs_off_while_others_flow() {
         [[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
     let h = Harkd::start(cfg);
     let url = h.url("tone");
-    h.wait_log(Duration::from_secs(10), |v| is_event(v, "audio is flowing", "tone"));
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "tone")
+    });
     let other = std::thread::spawn(move || ffmpeg_pull(&url, "udp", 6.0));
     // Wait for four failures of the broken stream.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -87,20 +112,34 @@ fn a_failing_source_backs_off_while_others_flow() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(retries.len() >= 4, "{}", h.raw_log());
-    let delays: Vec<u64> = retries.iter().map(|v| v["retry_in_ms"].as_u64().unwrap()).collect();
+    let delays: Vec<u64> = retries
+        .iter()
+        .map(|v| v["retry_in_ms"].as_u64().unwrap())
+        .collect();
     // initial 1 s, doubling, jitter 50-100 %.
     assert!(delays[0] <= 1000, "{delays:?}");
     for (i, d) in delays.iter().enumerate() {
         let full = 1000u64 << i;
-        assert!(*d >= full / 2 && *d <= full, "retry {i}: {d} ms not in [{}, {full}]", full / 2);
+        assert!(
+            *d >= full / 2 && *d <= full,
+            "retry {i}: {d} ms not in [{}, {full}]",
+            full / 2
+        );
     }
     let failed = h.logs_after(0, |v| is_event(v, "capture failed", "broken"));
-    assert!(failed[0]["reason"].as_str().unwrap().starts_with("src: "), "{}", failed[0]);
+    assert!(
+        failed[0]["reason"].as_str().unwrap().starts_with("src: "),
+        "{}",
+        failed[0]
+    );
     // A 503 for the broken stream, immediately, not a hang.
     let t = Instant::now();
     let status = common::rtsp_client::describe_probe(&h.url("broken")).unwrap();
     assert_eq!(status, 503);
     assert!(t.elapsed() < Duration::from_secs(1));
     other.join().unwrap().assert_tone(5.9, 1000.0, -15.0);
-    assert!(h.logs_after(0, |v| msg(v) == "capture failed" && v["stream"] == "tone").is_empty());
+    assert!(
+        h.logs_after(0, |v| msg(v) == "capture failed" && v["stream"] == "tone")
+            .is_empty()
+    );
 }

@@ -16,7 +16,9 @@ fn three_hundred_sessions_and_probes_all_succeed() {
     let h = Harkd::start(
         "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n[[stream]]\nname = \"birds\"\nsource = \"tone\"\n",
     );
-    h.wait_log(Duration::from_secs(10), |v| is_event(v, "audio is flowing", "birds"));
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "birds")
+    });
     let url = h.url("birds");
     // Warm up (first-use allocations), then measure.
     session(&url, Duration::from_millis(500)).unwrap();
@@ -46,13 +48,26 @@ fn three_hundred_sessions_and_probes_all_succeed() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures: {:#?}", failures.len(), &failures[..failures.len().min(20)]);
+    assert!(
+        failures.is_empty(),
+        "{} failures: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(20)]
+    );
     // Clients are gone: wait for their media to be released.
     std::thread::sleep(Duration::from_secs(1));
     let rss_after = h.rss_kib();
     let fds_after = h.fds();
-    eprintln!("churn: rss {rss_before} -> {rss_after} KiB, fds {fds_before} -> {fds_after}, slowest first packet {slowest:?}");
+    eprintln!(
+        "churn: rss {rss_before} -> {rss_after} KiB, fds {fds_before} -> {fds_after}, slowest first packet {slowest:?}"
+    );
     assert_eq!(fds_after, fds_before, "file descriptors leaked");
-    assert!(rss_after < rss_before + 4096, "RSS grew from {rss_before} to {rss_after} KiB");
-    assert!(slowest < Duration::from_secs(1), "slowest session took {slowest:?} to its first packet");
+    assert!(
+        rss_after < rss_before + 4096,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest session took {slowest:?} to its first packet"
+    );
 }

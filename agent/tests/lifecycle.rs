@@ -26,9 +26,19 @@ fn config(with_extra: bool) -> String {
 fn add_play_remove(h: &Harkd, transport: &str) -> Duration {
     let mark = h.mark();
     h.reload(&config(true));
-    h.wait_log_after(mark, Duration::from_secs(10), |v| is_event(v, "audio is flowing", "extra"));
+    h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "extra")
+    });
     let mut client = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-rtsp_transport", transport, "-i", &h.url("extra")])
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            &h.url("extra"),
+        ])
         .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-y", "/dev/null"])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
@@ -39,14 +49,22 @@ fn add_play_remove(h: &Harkd, transport: &str) -> Duration {
         msg(v) == "clients changed" && v["stream"] == "extra" && v["clients"] == 1
     });
     std::thread::sleep(Duration::from_millis(700));
-    assert!(client.try_wait().unwrap().is_none(), "client ended before the stream was removed");
+    assert!(
+        client.try_wait().unwrap().is_none(),
+        "client ended before the stream was removed"
+    );
     let mark = h.mark();
     let removed = Instant::now();
     h.reload(&config(false));
-    h.wait_log_after(mark, Duration::from_secs(5), |v| is_event(v, "stream removed", "extra"));
+    h.wait_log_after(mark, Duration::from_secs(5), |v| {
+        is_event(v, "stream removed", "extra")
+    });
     let status = wait_timeout(&mut client, Duration::from_secs(5));
     let took = removed.elapsed();
-    assert!(status.is_some(), "ffmpeg ({transport}) still running 5 s after the stream was removed");
+    assert!(
+        status.is_some(),
+        "ffmpeg ({transport}) still running 5 s after the stream was removed"
+    );
     took
 }
 
@@ -64,44 +82,78 @@ fn settle(h: &Harkd, want: (usize, usize)) -> (usize, usize) {
 #[test]
 fn removing_a_stream_ends_its_clients_and_releases_everything() {
     let h = Harkd::start(&config(false));
-    h.wait_log(Duration::from_secs(10), |v| is_event(v, "audio is flowing", "keep"));
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "keep")
+    });
     // First cycle warms up lazily created threads (GStreamer's clock, pools).
     add_play_remove(&h, "tcp");
     std::thread::sleep(Duration::from_millis(500));
     let baseline = (h.threads(), h.fds());
     for transport in ["tcp", "udp", "tcp", "udp"] {
         let took = add_play_remove(&h, transport);
-        assert!(took < Duration::from_secs(2), "{transport} client took {took:?} to end");
+        assert!(
+            took < Duration::from_secs(2),
+            "{transport} client took {took:?} to end"
+        );
         let now = settle(&h, baseline);
-        assert_eq!(now, baseline, "(threads, fds) after removing a {transport} stream");
+        assert_eq!(
+            now, baseline,
+            "(threads, fds) after removing a {transport} stream"
+        );
     }
     // The untouched stream was never restarted and still plays.
-    assert!(h.logs_after(0, |v| is_event(v, "restarting capture", "keep")).is_empty());
-    assert!(h.logs_after(0, |v| is_event(v, "stream removed", "keep")).is_empty());
+    assert!(
+        h.logs_after(0, |v| is_event(v, "restarting capture", "keep"))
+            .is_empty()
+    );
+    assert!(
+        h.logs_after(0, |v| is_event(v, "stream removed", "keep"))
+            .is_empty()
+    );
     ffmpeg_pull(&h.url("keep"), "tcp", 1.0).assert_tone(0.9, 1000.0, -15.0);
 }
 
 #[test]
 fn a_bad_reload_keeps_the_running_config() {
     let h = Harkd::start(&config(false));
-    h.wait_log(Duration::from_secs(10), |v| is_event(v, "audio is flowing", "keep"));
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "keep")
+    });
     let mark = h.mark();
     std::fs::write(h.config_path(), "[rtsp]\nport = 0\n").unwrap();
     h.signal("HUP");
-    let e = h.wait_log_after(mark, Duration::from_secs(5), |v| msg(v).starts_with("reload refused"));
-    assert!(e["error"].as_str().unwrap().contains("rtsp.port: port 0 is out of range"), "{e}");
+    let e = h.wait_log_after(mark, Duration::from_secs(5), |v| {
+        msg(v).starts_with("reload refused")
+    });
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("rtsp.port: port 0 is out of range"),
+        "{e}"
+    );
     ffmpeg_pull(&h.url("keep"), "tcp", 1.0).assert_tone(0.9, 1000.0, -15.0);
 }
 
 #[test]
 fn shutdown_with_clients_is_graceful_and_under_two_seconds() {
     let h = Harkd::start(&config(true));
-    h.wait_log(Duration::from_secs(10), |v| is_event(v, "audio is flowing", "extra"));
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "extra")
+    });
     let mut clients: Vec<_> = ["tcp", "udp"]
         .iter()
         .map(|t| {
             Command::new("ffmpeg")
-                .args(["-nostdin", "-loglevel", "error", "-rtsp_transport", t, "-i", &h.url("extra")])
+                .args([
+                    "-nostdin",
+                    "-loglevel",
+                    "error",
+                    "-rtsp_transport",
+                    t,
+                    "-i",
+                    &h.url("extra"),
+                ])
                 .args(["-f", "null", "-"])
                 .stdin(Stdio::null())
                 .stderr(Stdio::null())
@@ -114,6 +166,9 @@ fn shutdown_with_clients_is_graceful_and_under_two_seconds() {
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
     for c in &mut clients {
-        assert!(wait_timeout(c, Duration::from_secs(3)).is_some(), "a client hung after shutdown");
+        assert!(
+            wait_timeout(c, Duration::from_secs(3)).is_some(),
+            "a client hung after shutdown"
+        );
     }
 }
