@@ -424,7 +424,7 @@ fn launch(
         let reason = bus
             .pop_filtered(&[gst::MessageType::Error])
             .and_then(|m| match m.view() {
-                gst::MessageView::Error(err) => Some(describe_error(&err)),
+                gst::MessageView::Error(err) => Some(describe_error(err)),
                 _ => None,
             })
             .unwrap_or_else(|| format!("pipeline refused to start: {e}"));
@@ -466,7 +466,7 @@ fn on_bus_message(
             let _ = events.send(MediaEvent::Failed {
                 stream: stream.to_string(),
                 generation,
-                reason: describe_error(&e),
+                reason: describe_error(e),
             });
         }
         MessageView::Eos(_) => {
