@@ -33,6 +33,28 @@ fn main() {
             times.sort_by(f64::total_cmp);
             println!("{:.2}", times[times.len() / 2]);
         }
+        "breakdown" => {
+            for _ in 0..n {
+                let t0 = Instant::now();
+                let mut c = rtsp_client::Client::connect(url, Duration::from_secs(5)).unwrap();
+                let u = c.url.clone();
+                let t1 = t0.elapsed();
+                let d = c.request("DESCRIBE", &u, &[]).unwrap();
+                let t2 = t0.elapsed();
+                assert_eq!(d.status, 200);
+                drop(c);
+                let mut c = rtsp_client::Client::connect(url, Duration::from_secs(5)).unwrap();
+                c.play().unwrap();
+                let t3 = t0.elapsed();
+                let (_, first) = c
+                    .read_rtp_until(Instant::now() + Duration::from_millis(50))
+                    .unwrap();
+                let t4 = first.unwrap() - t0;
+                println!(
+                    "connect {t1:?} describe {t2:?} | second connection play done {t3:?} first rtp {t4:?}"
+                );
+            }
+        }
         "hold" => {
             let mut c = rtsp_client::Client::connect(url, Duration::from_secs(5)).unwrap();
             c.play().unwrap();

@@ -24,6 +24,11 @@ struct Client {
     /// Identifies the RTSP media the appsrc belongs to.
     media_id: usize,
     appsrc: glib::WeakRef<AppSrc>,
+    /// Added to every timestamp for this client, fixed at its first buffer. A media
+    /// starts "now", but the buffer in hand was captured a frame or two ago (its
+    /// time is before the media's start); shifting the client's timeline by that
+    /// much sends it at once instead of dropping it and waiting for the next one.
+    shift: Option<gst::ClockTime>,
 }
 
 #[derive(Default)]
@@ -66,6 +71,7 @@ impl Fanout {
         inner.clients.push(Client {
             media_id,
             appsrc: appsrc.downgrade(),
+            shift: None,
         });
         inner.clients.len()
     }
@@ -112,6 +118,7 @@ impl Fanout {
         let Some(buffer) = sample.buffer_owned() else {
             return;
         };
+        let absolute = buffer.pts().map(|pts| pts + capture_base);
         let (targets, new_caps) = {
             let mut inner = self.lock();
             inner.live = true;
@@ -124,33 +131,21 @@ impl Fanout {
                 (None, _) => None,
             };
             let mut targets = Vec::with_capacity(inner.clients.len());
-            inner.clients.retain(|c| match c.appsrc.upgrade() {
-                Some(src) => {
-                    targets.push(src);
-                    true
-                }
-                None => false,
+            inner.clients.retain_mut(|c| {
+                let Some(src) = c.appsrc.upgrade() else {
+                    return false;
+                };
+                let running = absolute.and_then(|abs| client_time(&src, abs, &mut c.shift));
+                targets.push((src, running));
+                true
             });
             (targets, new_caps)
         };
-        let Some(pts) = buffer.pts() else {
-            return;
-        };
-        let absolute = pts + capture_base;
-        for src in targets {
+        for (src, running) in targets {
             if let Some(caps) = &new_caps {
                 src.set_caps(Some(caps));
             }
-            // Before PLAYING a media pipeline has no base time to translate into.
-            if src.current_state() != gst::State::Playing {
-                continue;
-            }
-            let Some(base) = src.base_time() else {
-                continue;
-            };
-            let Some(running) = absolute.checked_sub(base) else {
-                continue;
-            };
+            let Some(running) = running else { continue };
             let mut out = buffer.copy();
             {
                 let b = out.make_mut();
@@ -161,4 +156,19 @@ impl Fanout {
             let _ = src.push_buffer(out);
         }
     }
+}
+
+/// The time of a buffer captured at clock time `absolute` in a client's media, or
+/// `None` while that media is not playing (it has no base time to translate into).
+fn client_time(
+    src: &AppSrc,
+    absolute: gst::ClockTime,
+    shift: &mut Option<gst::ClockTime>,
+) -> Option<gst::ClockTime> {
+    if src.current_state() != gst::State::Playing {
+        return None;
+    }
+    let base = src.base_time()?;
+    let shift = *shift.get_or_insert_with(|| base.saturating_sub(absolute));
+    (absolute + shift).checked_sub(base)
 }
