@@ -143,3 +143,41 @@ fn a_failing_source_backs_off_while_others_flow() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_stream_added_back_waits_for_its_old_pipeline_to_let_go_of_the_device() {
+    let mic = FifoMic::new(700.0, 0.25);
+    let with_mic = config(&mic, "");
+    let without_mic = "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n\
+        [[stream]]\nname = \"tone\"\nsource = \"tone\"\n";
+    let h = Harkd::start_with_env(&with_mic, &[("ALSA_CONFIG_PATH", &mic.alsa_config_path)]);
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "mic")
+    });
+    // The device stops answering, then the stream goes away (an unplug, say): its
+    // pipeline cannot finish stopping while a read is stuck.
+    mic.pause.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    let mark = h.mark();
+    h.reload(without_mic);
+    h.wait_log_after(mark, Duration::from_secs(5), |v| {
+        is_event(v, "stream removed", "mic")
+    });
+    // Back again at once (replugged): it must not open the device a second time.
+    let mark = h.mark();
+    h.reload(&with_mic);
+    h.wait_log_after(mark, Duration::from_secs(5), |v| {
+        is_event(v, "waiting for the previous pipeline to stop", "mic")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        h.logs_after(mark, |v| is_event(v, "capture started", "mic"))
+            .is_empty()
+    );
+    // The device comes back: the old pipeline lets go, the new one starts.
+    mic.pause.store(false, Ordering::SeqCst);
+    h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "mic")
+    });
+    ffmpeg_pull(&h.url("mic"), "tcp", 1.5).assert_tone(1.4, 700.0, -15.0);
+}

@@ -165,6 +165,7 @@ pub fn spawn(
                 let state = State {
                     server,
                     streams: HashMap::new(),
+                    reaping: HashMap::new(),
                     events,
                     cmd_tx,
                     level_interval_ns: u64::try_from(level_interval.as_nanos()).unwrap_or(u64::MAX),
@@ -197,15 +198,17 @@ struct Mounted {
     spec: StreamSpec,
     fanout: Arc<Fanout>,
     running: Option<Running>,
-    /// Pipelines of this stream still being stopped on reaper threads.
-    reaping: usize,
-    /// A start that waits for `reaping` to reach zero.
+    /// A start that waits until no pipeline of this stream is being stopped.
     pending: Option<(StreamSpec, u64)>,
 }
 
 struct State {
     server: server::Server,
     streams: HashMap<String, Mounted>,
+    /// Pipelines still being stopped on reaper threads, by stream name. Kept apart
+    /// from `streams` so that a stream removed and added again (a mic unplugged and
+    /// plugged back) still waits for its old pipeline to let go of the device.
+    reaping: HashMap<String, usize>,
     events: UnboundedSender<MediaEvent>,
     cmd_tx: UnboundedSender<Command>,
     level_interval_ns: u64,
@@ -248,7 +251,6 @@ impl State {
                 spec,
                 fanout,
                 running: None,
-                reaping: 0,
                 pending: None,
             },
         );
@@ -267,7 +269,7 @@ impl State {
         let Some(m) = self.streams.get_mut(&spec.name) else {
             return;
         };
-        if m.reaping > 0 {
+        if self.reaping.get(&spec.name).is_some_and(|n| *n > 0) {
             tracing::info!(stream = %spec.name, generation, "waiting for the previous pipeline to stop");
             m.pending = Some((spec, generation));
             return;
@@ -312,19 +314,20 @@ impl State {
             return;
         };
         m.fanout.set_down();
-        m.reaping += 1;
+        *self.reaping.entry(stream.to_string()).or_default() += 1;
         reap(stream.to_string(), run, self.cmd_tx.clone());
     }
 
     fn reaped(&mut self, stream: &str, generation: u64) {
         tracing::debug!(stream, generation, "pipeline stopped");
-        let Some(m) = self.streams.get_mut(stream) else {
-            return;
-        };
-        m.reaping = m.reaping.saturating_sub(1);
-        if m.reaping == 0
-            && let Some((spec, g)) = m.pending.take()
-        {
+        if let Some(n) = self.reaping.get_mut(stream) {
+            *n = n.saturating_sub(1);
+            if *n > 0 {
+                return;
+            }
+            self.reaping.remove(stream);
+        }
+        if let Some((spec, g)) = self.streams.get_mut(stream).and_then(|m| m.pending.take()) {
             self.start(spec, g);
         }
     }
