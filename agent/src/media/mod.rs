@@ -416,9 +416,12 @@ fn launch(
     let stream = spec.name.clone();
     let events = events.clone();
     let watch = bus
-        .add_watch(move |_bus, msg| {
-            on_bus_message(&stream, generation, msg, &events);
-            glib::ControlFlow::Continue
+        .add_watch({
+            let mut warnings = WarningLimiter::default();
+            move |_bus, msg| {
+                on_bus_message(&stream, generation, msg, &events, &mut warnings);
+                glib::ControlFlow::Continue
+            }
         })
         .map_err(|e| format!("cannot watch the pipeline bus: {e}"))?;
     if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {
@@ -442,11 +445,39 @@ fn launch(
     })
 }
 
+/// Lets one pipeline warning through per interval and counts the rest, so that an
+/// overloaded board ("Can't record audio fast enough" 50 times a second) does not
+/// fill the journal over the months it runs unattended.
+#[derive(Default)]
+struct WarningLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+const WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+impl WarningLimiter {
+    /// Whether to log now, and how many were suppressed since the last one logged.
+    fn admit(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.duration_since(t) < WARNING_INTERVAL => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
 fn on_bus_message(
     stream: &str,
     generation: u64,
     msg: &gst::Message,
     events: &UnboundedSender<MediaEvent>,
+    warnings: &mut WarningLimiter,
 ) {
     use gst::MessageView;
     match msg.view() {
@@ -480,7 +511,9 @@ fn on_bus_message(
             });
         }
         MessageView::Warning(w) => {
-            tracing::warn!(stream, generation, warning = %w.error(), "pipeline warning");
+            if let Some(suppressed) = warnings.admit(Instant::now()) {
+                tracing::warn!(stream, generation, warning = %w.error(), suppressed, "pipeline warning");
+            }
         }
         _ => {}
     }
@@ -528,5 +561,22 @@ fn reap(stream: String, run: Running, cmd_tx: UnboundedSender<Command>) {
     if let Err(e) = spawned {
         tracing::error!(stream = %stream, error = %e, "cannot start a reaper thread; the pipeline is leaked");
         let _ = cmd_tx.send(Command::Reaped { stream, generation });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_rate_limited_and_counted() {
+        let mut l = WarningLimiter::default();
+        let t0 = Instant::now();
+        assert_eq!(l.admit(t0), Some(0));
+        for i in 1..50 {
+            assert_eq!(l.admit(t0 + Duration::from_millis(i * 20)), None);
+        }
+        assert_eq!(l.admit(t0 + WARNING_INTERVAL), Some(49));
+        assert_eq!(l.admit(t0 + WARNING_INTERVAL * 2), Some(0));
     }
 }
