@@ -172,8 +172,9 @@ pub fn parse_stream(text: &str) -> StreamFile {
     };
     for line in text.lines().skip(1) {
         let t = line.trim();
-        // Section headers start at column 0.
-        if !line.starts_with(' ') {
+        // Section headers start at column 0; content is indented (spaces, or tabs
+        // in some copies that went through a terminal).
+        if !line.starts_with(char::is_whitespace) {
             flush(&mut current, section, &mut out);
             section = match t {
                 "Playback:" => Section::Playback,
@@ -323,6 +324,13 @@ Capture:
         assert_eq!(parse_stream("").capture, vec![]);
         let odd = MIC.replace("Rates: 44100, 48000", "Rates: 44100, oops");
         assert!(parse_stream(&odd).capture.is_empty());
+    }
+
+    #[test]
+    fn tab_indented_copies_parse_too() {
+        let tabbed = MIC.replace("    ", "\t").replace("  ", "\t");
+        assert_eq!(parse_stream(&tabbed).capture, parse_stream(MIC).capture);
+        assert_eq!(parse_stream(&tabbed).capture.len(), 1);
     }
 
     #[test]

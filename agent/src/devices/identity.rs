@@ -1,12 +1,10 @@
 //! The identity of a USB audio device: what tells one microphone from another.
 //!
-//! Built from the udev properties of the sound card's USB parent (the same keys
-//! udev's `60-persistent-*` rules and `usb_id` builtin produce) and from the
-//! device path. Device strings are hostile input: serials and product names may
+//! Built from the sysfs attributes of the sound card's USB parent (the raw
+//! strings the device reports; udev's `ID_SERIAL_SHORT` is the same serial with
+//! whitespace replaced) and from its port path. Device strings are hostile input: serials and product names may
 //! contain spaces, slashes, quotes, control characters, invalid UTF-8, or be 300
 //! characters long; everything here is cleaned, bounded and never trusted.
-
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,28 +32,6 @@ impl Identity {
     pub fn vendor_product(&self) -> String {
         format!("{:04x}:{:04x}", self.vendor_id, self.product_id)
     }
-}
-
-/// Decodes udev's `\xNN` escapes (as in `ID_MODEL_ENC`) to text; invalid UTF-8
-/// becomes U+FFFD.
-pub fn decode_udev_escapes(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && b.get(i + 1) == Some(&b'x')
-            && let Some(h) = b.get(i + 2..i + 4)
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(h).unwrap_or("zz"), 16)
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Trims, drops control characters, bounds the length; `None` when nothing is left.
@@ -114,44 +90,47 @@ pub fn port_from_devpath(devpath: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// An identity from udev properties of the card (which carry its USB parent's
-/// `ID_*` keys). `None` when the card is not a USB device.
-pub fn from_properties(props: &BTreeMap<String, String>) -> Option<Identity> {
-    let get = |k: &str| props.get(k).map(String::as_str);
-    if get("ID_BUS") != Some("usb") {
-        return None;
-    }
-    let hex = |k: &str| get(k).and_then(|v| u16::from_str_radix(v.trim(), 16).ok());
-    let vendor_id = hex("ID_VENDOR_ID")?;
-    let product_id = hex("ID_MODEL_ID")?;
-    let text = |enc: &str, plain: &str| {
-        get(enc)
-            .map(decode_udev_escapes)
-            .or_else(|| get(plain).map(|s| s.replace('_', " ")))
-            .and_then(|s| clean_text(&s))
+/// The sysfs attributes of a USB device (`idVendor`, `idProduct`, `serial`,
+/// `manufacturer`, `product`), raw: the strings come from the device itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsbAttrs {
+    pub id_vendor: Vec<u8>,
+    pub id_product: Vec<u8>,
+    pub serial: Option<Vec<u8>>,
+    pub manufacturer: Option<Vec<u8>>,
+    pub product: Option<Vec<u8>>,
+}
+
+/// An identity from a USB device's attributes and its port path. `None` when
+/// the vendor or product id is not a 4-digit hex number (not a USB device).
+pub fn from_usb_attrs(a: &UsbAttrs, port_path: &str, id_path: Option<&str>) -> Option<Identity> {
+    let hex = |b: &[u8]| {
+        let s = std::str::from_utf8(b).ok()?.trim();
+        (s.len() == 4)
+            .then(|| u16::from_str_radix(s, 16).ok())
+            .flatten()
     };
-    let port_path = get("DEVPATH").and_then(port_from_devpath)?;
+    let text = |b: &Option<Vec<u8>>| {
+        b.as_deref()
+            .and_then(|b| clean_text(&String::from_utf8_lossy(b)))
+    };
     Some(Identity {
-        vendor_id,
-        product_id,
-        serial: get("ID_SERIAL_SHORT").and_then(clean_serial),
-        manufacturer: text("ID_VENDOR_ENC", "ID_VENDOR"),
-        product: text("ID_MODEL_ENC", "ID_MODEL"),
-        port_path,
-        id_path: get("ID_PATH").and_then(clean_text),
+        vendor_id: hex(&a.id_vendor)?,
+        product_id: hex(&a.id_product)?,
+        serial: a
+            .serial
+            .as_deref()
+            .and_then(|b| clean_serial(&String::from_utf8_lossy(b))),
+        manufacturer: text(&a.manufacturer),
+        product: text(&a.product),
+        port_path: clean_text(port_path)?,
+        id_path: id_path.and_then(clean_text),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn serials() {
@@ -181,17 +160,6 @@ mod tests {
     }
 
     #[test]
-    fn escapes() {
-        assert_eq!(
-            decode_udev_escapes("USB\\x20PnP\\x20Sound"),
-            "USB PnP Sound"
-        );
-        assert_eq!(decode_udev_escapes("a\\x2fb"), "a/b");
-        assert_eq!(decode_udev_escapes("bad\\xff"), "bad\u{fffd}");
-        assert_eq!(decode_udev_escapes("trailing\\x2"), "trailing\\x2");
-    }
-
-    #[test]
     fn ports() {
         let p = "/devices/platform/soc/3f980000.usb/usb1/1-1/1-1.4/1-1.4:1.0/sound/card1";
         assert_eq!(port_from_devpath(p).as_deref(), Some("1-1.4"));
@@ -204,30 +172,24 @@ mod tests {
     }
 
     #[test]
-    fn from_udev_properties() {
-        let p = props(&[
-            ("ID_BUS", "usb"),
-            ("ID_VENDOR_ID", "0d8c"),
-            ("ID_MODEL_ID", "0014"),
-            ("ID_SERIAL_SHORT", "000000000000"),
-            ("ID_VENDOR_ENC", "C-Media\\x20Electronics\\x20Inc."),
-            ("ID_MODEL_ENC", "USB\\x20Audio\\x20Device\\x20\\x20\\x20"),
-            (
-                "DEVPATH",
-                "/devices/pci0000:00/0000:00:14.0/usb1/1-2/1-2:1.0/sound/card2",
-            ),
-            ("ID_PATH", "pci-0000:00:14.0-usb-0:2:1.0"),
-        ]);
-        let id = from_properties(&p).unwrap();
+    fn from_attributes() {
+        let a = UsbAttrs {
+            id_vendor: b"0d8c\n".to_vec(),
+            id_product: b"0014\n".to_vec(),
+            serial: Some(b"000000000000\n".to_vec()),
+            manufacturer: Some(b"C-Media Electronics Inc.      \n".to_vec()),
+            product: Some(b"USB Audio Device\xff\n".to_vec()),
+        };
+        let id = from_usb_attrs(&a, "1-2", None).unwrap();
         assert_eq!(id.vendor_product(), "0d8c:0014");
         assert_eq!(id.serial, None);
         assert_eq!(id.manufacturer.as_deref(), Some("C-Media Electronics Inc."));
-        assert_eq!(id.product.as_deref(), Some("USB Audio Device"));
+        assert_eq!(id.product.as_deref(), Some("USB Audio Device\u{fffd}"));
         assert_eq!(id.port_path, "1-2");
-        let onboard = props(&[
-            ("ID_BUS", "pci"),
-            ("DEVPATH", "/devices/pci0000:00/sound/card0"),
-        ]);
-        assert_eq!(from_properties(&onboard), None);
+        let not_usb = UsbAttrs {
+            id_vendor: b"zzzz".to_vec(),
+            ..a
+        };
+        assert_eq!(from_usb_attrs(&not_usb, "1-2", None), None);
     }
 }

@@ -9,3 +9,4 @@ pub mod identity;
 pub mod ledger;
 pub mod naming;
 pub mod plan;
+pub mod scan;
