@@ -121,6 +121,68 @@ struct RawConfig {
     defaults: RawSettings,
     #[serde(default)]
     stream: Vec<RawStream>,
+    #[serde(default)]
+    devices: RawDevices,
+    #[serde(default)]
+    device: Vec<RawDeviceRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevices {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    #[serde(default = "default_alsa_device")]
+    alsa_device: String,
+    #[serde(default = "default_true")]
+    pin_card_id: bool,
+    #[serde(default)]
+    allow_non_usb: bool,
+    #[serde(default = "default_alsa_buffer_ms")]
+    alsa_buffer_ms: u64,
+}
+
+impl Default for RawDevices {
+    fn default() -> Self {
+        RawDevices {
+            enabled: true,
+            state_dir: default_state_dir(),
+            alsa_device: default_alsa_device(),
+            pin_card_id: true,
+            allow_non_usb: false,
+            alsa_buffer_ms: default_alsa_buffer_ms(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/hark")
+}
+fn default_alsa_device() -> String {
+    "hw:CARD={card_id},DEV={pcm}".into()
+}
+fn default_alsa_buffer_ms() -> u64 {
+    500
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeviceRule {
+    name: String,
+    serial: Option<String>,
+    vendor_product: Option<String>,
+    port: Option<String>,
+    codec: Option<Codec>,
+    bitrate: Option<u32>,
+    sample_rate: Option<u32>,
+    channels: Option<u32>,
+    gain_db: Option<f64>,
+    highpass_hz: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -352,6 +414,64 @@ pub struct StreamSpec {
     pub encoding: Encoding,
 }
 
+/// Encoding wishes for a discovered device; the device's plan fills in the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSettings {
+    pub codec: Codec,
+    /// `None`: the codec's default for the channel count the plan picks.
+    pub bitrate: Option<u32>,
+    pub sample_rate: u32,
+    /// `None`: the device's native channel count (limited by the codec).
+    pub channels: Option<u32>,
+    pub gain_db: f64,
+    pub highpass_hz: f64,
+}
+
+impl DeviceSettings {
+    /// The encoding once the plan has fixed the channel count.
+    pub fn encoding(&self, channels: u32) -> Encoding {
+        Encoding {
+            codec: self.codec,
+            bitrate: self
+                .bitrate
+                .unwrap_or_else(|| default_bitrate(self.codec, channels)),
+            sample_rate: self.sample_rate,
+            channels,
+            gain_db: self.gain_db,
+            highpass_hz: self.highpass_hz,
+        }
+    }
+
+    pub fn max_channels(&self) -> u32 {
+        self.codec.max_channels()
+    }
+}
+
+/// A `[[device]]` rule: which device, what to call it, how to stream it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRule {
+    pub name: String,
+    pub serial: Option<String>,
+    pub vendor_product: Option<(u16, u16)>,
+    pub port: Option<String>,
+    pub settings: DeviceSettings,
+}
+
+/// Device discovery (udev hotplug, naming, pinning).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicesConfig {
+    pub enabled: bool,
+    pub state_dir: PathBuf,
+    /// ALSA device string template; `{card_id}`, `{card}` and `{pcm}` are filled in.
+    pub alsa_device: String,
+    pub pin_card_id: bool,
+    pub allow_non_usb: bool,
+    pub alsa_buffer: Duration,
+    /// Settings for devices no rule names.
+    pub defaults: DeviceSettings,
+    pub rules: Vec<DeviceRule>,
+}
+
 /// The validated, immutable configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -361,6 +481,7 @@ pub struct Config {
     pub health: HealthConfig,
     pub restart: RestartConfig,
     pub streams: Vec<StreamSpec>,
+    pub devices: DevicesConfig,
 }
 
 /// Longest stream name; names appear in URLs, logs, and later D-Bus paths.
@@ -827,6 +948,8 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         ));
     }
 
+    let devices = validate_devices(&v, &raw.devices, &raw.device, &raw.defaults, &names)?;
+
     Ok(Config {
         path: path.to_path_buf(),
         rtsp: RtspConfig {
@@ -850,7 +973,167 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             reset_after: Duration::from_secs(r.reset_after_s),
         },
         streams,
+        devices,
     })
+}
+
+fn validate_devices(
+    v: &Validator<'_>,
+    d: &RawDevices,
+    rules: &[RawDeviceRule],
+    defaults: &RawSettings,
+    stream_names: &BTreeSet<String>,
+) -> Result<DevicesConfig, ConfigError> {
+    let at = |k: &'static str| [Seg::Key("devices"), Seg::Key(k)];
+    if !d.alsa_device.contains("{card_id}") && !d.alsa_device.contains("{card}") {
+        // A template without the card would point every device at one PCM; that
+        // is only useful in tests with a userspace PCM, so it is allowed, but it
+        // must at least be a plausible ALSA name.
+        if d.alsa_device.trim().is_empty() {
+            return Err(v.error(&at("alsa_device"), "must not be empty"));
+        }
+    }
+    if d.alsa_device.chars().any(char::is_control) {
+        return Err(v.error(&at("alsa_device"), "has control characters"));
+    }
+    if !(20..=5_000).contains(&d.alsa_buffer_ms) {
+        return Err(v.error(&at("alsa_buffer_ms"), "must be between 20 and 5000"));
+    }
+    let settings = |own: &RawSettings, key: &dyn Fn(&'static str) -> Vec<Seg<'static>>| {
+        let codec = own.codec.or(defaults.codec).unwrap_or(Codec::Opus);
+        let sample_rate = own.sample_rate.or(defaults.sample_rate).unwrap_or(48_000);
+        let channels = own.channels.or(defaults.channels);
+        let bitrate = own.bitrate.or(defaults.bitrate);
+        let gain_db = own.gain_db.or(defaults.gain_db).unwrap_or(0.0);
+        let highpass_hz = own.highpass_hz.or(defaults.highpass_hz).unwrap_or(0.0);
+        if let Some(rates) = codec.allowed_rates()
+            && !rates.contains(&sample_rate)
+        {
+            return Err(v.error(
+                &key("sample_rate"),
+                format!(
+                    "{} cannot encode {sample_rate} Hz; it takes {rates:?}",
+                    codec.as_str()
+                ),
+            ));
+        }
+        if !(8_000..=384_000).contains(&sample_rate) {
+            return Err(v.error(&key("sample_rate"), "must be between 8000 and 384000 Hz"));
+        }
+        if let (Some((lo, hi)), Some(b)) = (codec.bitrate_range(), bitrate)
+            && !(lo..=hi).contains(&b)
+        {
+            return Err(v.error(
+                &key("bitrate"),
+                format!(
+                    "bitrate {b} is out of range for {}: use {lo}-{hi}",
+                    codec.as_str()
+                ),
+            ));
+        }
+        if let Some(c) = channels
+            && (c == 0 || c > codec.max_channels())
+        {
+            return Err(v.error(
+                &key("channels"),
+                format!(
+                    "{} carries 1-{} channels, not {c}",
+                    codec.as_str(),
+                    codec.max_channels()
+                ),
+            ));
+        }
+        if !(gain_db.is_finite() && (-60.0..=40.0).contains(&gain_db)) {
+            return Err(v.error(&key("gain_db"), "must be between -60 and 40 dB"));
+        }
+        if !(highpass_hz.is_finite()
+            && highpass_hz >= 0.0
+            && highpass_hz < f64::from(sample_rate) / 2.0)
+        {
+            return Err(v.error(
+                &key("highpass_hz"),
+                "must be 0 (off) or below half the sample rate",
+            ));
+        }
+        Ok(DeviceSettings {
+            codec,
+            bitrate,
+            sample_rate,
+            channels,
+            gain_db,
+            highpass_hz,
+        })
+    };
+    let default_settings = settings(&RawSettings::default(), &|k| {
+        vec![Seg::Key("defaults"), Seg::Key(k)]
+    })?;
+    let mut names = stream_names.clone();
+    let mut out = Vec::with_capacity(rules.len());
+    for (i, r) in rules.iter().enumerate() {
+        let key = move |k: &'static str| vec![Seg::Key("device"), Seg::Index(i), Seg::Key(k)];
+        validate_stream_name(&r.name).map_err(|m| v.error(&key("name"), m))?;
+        if !names.insert(r.name.clone()) {
+            return Err(v.error(
+                &key("name"),
+                format!(
+                    "duplicate name {:?}; stream and device names must be unique",
+                    r.name
+                ),
+            ));
+        }
+        let vendor_product = match &r.vendor_product {
+            None => None,
+            Some(vp) => Some(parse_vendor_product(vp).ok_or_else(|| {
+                v.error(
+                    &key("vendor_product"),
+                    "must look like \"0d8c:0014\" (hex vendor:product)",
+                )
+            })?),
+        };
+        if r.serial.is_none() && vendor_product.is_none() && r.port.is_none() {
+            return Err(v.error(
+                &key("name"),
+                "a [[device]] rule needs at least one of serial, vendor_product, port",
+            ));
+        }
+        let own = RawSettings {
+            codec: r.codec,
+            bitrate: r.bitrate,
+            sample_rate: r.sample_rate,
+            channels: r.channels,
+            gain_db: r.gain_db,
+            highpass_hz: r.highpass_hz,
+        };
+        out.push(DeviceRule {
+            name: r.name.clone(),
+            serial: r.serial.clone(),
+            vendor_product,
+            port: r.port.clone(),
+            settings: settings(&own, &key)?,
+        });
+    }
+    Ok(DevicesConfig {
+        enabled: d.enabled,
+        state_dir: d.state_dir.clone(),
+        alsa_device: d.alsa_device.clone(),
+        pin_card_id: d.pin_card_id,
+        allow_non_usb: d.allow_non_usb,
+        alsa_buffer: Duration::from_millis(d.alsa_buffer_ms),
+        defaults: default_settings,
+        rules: out,
+    })
+}
+
+/// "0d8c:0014" -> (0x0d8c, 0x0014)
+pub fn parse_vendor_product(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.trim().split_once(':')?;
+    if a.len() != 4 || b.len() != 4 {
+        return None;
+    }
+    Some((
+        u16::from_str_radix(a, 16).ok()?,
+        u16::from_str_radix(b, 16).ok()?,
+    ))
 }
 
 fn default_bitrate(codec: Codec, channels: u32) -> u32 {

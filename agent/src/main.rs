@@ -51,6 +51,44 @@ fn main() -> ExitCode {
                         ""
                     }
                 );
+                let d = &c.devices;
+                if d.enabled {
+                    println!(
+                        "devices: discovered (ALSA {}, ledger in {}{}{})",
+                        d.alsa_device,
+                        d.state_dir.display(),
+                        if d.pin_card_id {
+                            ", card ids pinned"
+                        } else {
+                            ""
+                        },
+                        if d.allow_non_usb {
+                            ", non-USB cards too"
+                        } else {
+                            ""
+                        },
+                    );
+                } else {
+                    println!("devices: discovery off");
+                }
+                for r in &d.rules {
+                    let mut matches = vec![];
+                    if let Some(s) = &r.serial {
+                        matches.push(format!("serial {s:?}"));
+                    }
+                    if let Some((v, p)) = r.vendor_product {
+                        matches.push(format!("vendor:product {v:04x}:{p:04x}"));
+                    }
+                    if let Some(p) = &r.port {
+                        matches.push(format!("port {p}"));
+                    }
+                    println!(
+                        "device /{}: {}, {}",
+                        r.name,
+                        matches.join(" and "),
+                        r.settings.codec.as_str()
+                    );
+                }
                 for s in &c.streams {
                     let source = match &s.source {
                         Source::Tone { freq_hz, .. } => format!("tone {freq_hz} Hz"),

@@ -141,6 +141,21 @@ fn bad_configs_name_the_place_and_exit_3() {
             ":4:15: stream[0].sample_rate: opus cannot encode 44100 Hz",
         ),
         (
+            "device rule matching nothing",
+            b"[[device]]\nname = \"m\"\ncodec = \"l16\"\n".to_vec(),
+            ":2:8: device[0].name: a [[device]] rule needs at least one of serial, vendor_product, port",
+        ),
+        (
+            "bad vendor_product",
+            b"[[device]]\nname = \"m\"\nvendor_product = \"0d8c-0014\"\n".to_vec(),
+            ":3:18: device[0].vendor_product: must look like",
+        ),
+        (
+            "device name taken by a stream",
+            format!("{stream}[[device]]\nname = \"a\"\nport = \"1-1\"\n").into_bytes(),
+            ":5:8: device[0].name: duplicate name \"a\"",
+        ),
+        (
             "http on a public address",
             b"[http]\nlisten = \"0.0.0.0:8780\"\n".to_vec(),
             ":2:10: http.listen: 0.0.0.0:8780 is not a loopback address",
