@@ -5,6 +5,7 @@
 //! against fixture trees; the udev watcher that feeds it lives at the edge.
 
 pub mod asound;
+pub mod discover;
 pub mod identity;
 pub mod ledger;
 pub mod naming;
