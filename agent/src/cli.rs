@@ -48,6 +48,16 @@ pub enum Command {
         /// Log output format (stderr). The filter comes from HARK_LOG (default "info").
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Where sysfs is (for tests and captured trees).
+        #[arg(long, default_value = "/sys", hide = true)]
+        sysfs_root: PathBuf,
+        /// Where procfs is (for tests and captured trees).
+        #[arg(long, default_value = "/proc", hide = true)]
+        procfs_root: PathBuf,
+        /// Read device events ("add N", "remove N") from this file or FIFO instead
+        /// of udev (for tests).
+        #[arg(long, hide = true)]
+        uevents: Option<PathBuf>,
     },
     /// Validate a configuration file and print what it sets up.
     CheckConfig {

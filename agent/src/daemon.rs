@@ -8,8 +8,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::devices::{ledger, watch};
 use crate::media::{self, MediaError};
-use crate::supervisor::{Event, Supervisor, SupervisorError};
+use crate::supervisor::{DeviceIo, Event, Supervisor, SupervisorError};
 
 /// How long shutdown may wait for capture devices to close (the whole shutdown
 /// must finish within 2 s).
@@ -23,9 +24,11 @@ pub enum DaemonError {
     Supervisor(#[from] SupervisorError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start the device watcher: {0}")]
+    Devices(std::io::Error),
 }
 
-pub async fn run(config: Config) -> Result<(), DaemonError> {
+pub async fn run(config: Config, devices: watch::Source) -> Result<(), DaemonError> {
     let started = Instant::now();
     let config = Arc::new(config);
 
@@ -48,11 +51,52 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         "RTSP server listening"
     );
 
-    // 3. The supervisor, which owns the streams and starts their pipelines.
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let (supervisor, _snapshot) = Supervisor::new(config.clone(), media.clone());
+    // 3. The name ledger: which device got which name, across reboots.
+    let ledger_path = config.devices.state_dir.join("names.json");
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (names, problem) = ledger::load(&ledger_path, unix_now);
+    if let Some(p) = problem {
+        tracing::error!(error = %p, "name ledger");
+    }
 
-    // 4. Forward media reports and signals into the supervisor's one channel.
+    // 4. The supervisor, which owns the streams and starts their pipelines.
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let device_io = DeviceIo {
+        sysfs: devices.roots.sysfs.clone(),
+        ledger_path,
+    };
+    let (supervisor, _snapshot) = Supervisor::new(config.clone(), media.clone(), names, device_io);
+
+    // 5. Devices: the cards present now (named together), then hotplug. The
+    // watcher starts before the coldplug pass, so a card plugged in between is
+    // seen twice at worst (handled as a re-announcement), never missed.
+    if config.devices.enabled {
+        let (dev_tx, mut dev_rx) = mpsc::unbounded_channel();
+        match &devices.injected {
+            Some(path) => {
+                watch::spawn_injected(path.clone(), devices.roots.clone(), dev_tx)
+                    .map_err(DaemonError::Devices)?;
+            }
+            None => {
+                watch::spawn_udev(devices.roots.clone(), dev_tx).map_err(DaemonError::Devices)?;
+            }
+        }
+        let cards = watch::coldplug(&devices.roots);
+        tracing::info!(cards = cards.len(), source = %devices.describe(), "devices watched");
+        let _ = events_tx.send(Event::Coldplug(cards));
+        let fwd = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = dev_rx.recv().await {
+                if fwd.send(Event::Device(ev)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    // 6. Forward media reports and signals into the supervisor's one channel.
     let fwd = events_tx.clone();
     tokio::spawn(async move {
         while let Some(ev) = media_rx.recv().await {
@@ -88,10 +132,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         "harkd ready"
     );
 
-    // 5. Run until a shutdown request or a fatal error.
+    // 7. Run until a shutdown request or a fatal error.
     let result = supervisor.run(events_rx).await;
 
-    // 6. Bounded shutdown: end clients, stop pipelines, stop the media thread.
+    // 8. Bounded shutdown: end clients, stop pipelines, stop the media thread.
     let stopping = Instant::now();
     media.shutdown(SHUTDOWN_DEADLINE).await;
     if media_thread.is_finished() {

@@ -109,7 +109,13 @@ fn main() -> ExitCode {
                 ExitCode::from(exit::CONFIG)
             }
         },
-        Command::Run { config, log_format } => {
+        Command::Run {
+            config,
+            log_format,
+            sysfs_root,
+            procfs_root,
+            uevents,
+        } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -128,7 +134,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(exit::FAILURE);
                 }
             };
-            match rt.block_on(hark_agent::daemon::run(config)) {
+            let devices = hark_agent::devices::watch::Source {
+                roots: hark_agent::devices::scan::Roots {
+                    sysfs: sysfs_root,
+                    procfs: procfs_root,
+                },
+                injected: uevents,
+            };
+            match rt.block_on(hark_agent::daemon::run(config, devices)) {
                 Ok(()) => ExitCode::from(exit::OK),
                 Err(e) => {
                     tracing::error!(error = %e, "harkd failed");

@@ -6,7 +6,7 @@
 //! the config on reload. Decisions are made by the pure state machine in
 //! `health.rs`; this file only routes events to it and carries out its actions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::config::{Config, StreamSpec};
+use crate::devices::discover::{self, Decision};
+use crate::devices::identity::Identity;
+use crate::devices::ledger;
+use crate::devices::naming::Ledger;
+use crate::devices::scan::Card;
+use crate::devices::watch::DeviceEvent;
 use crate::health::{Action, Input, Note, Policy, StreamHealth};
 use crate::media::{MediaEvent, MediaHandle};
 
@@ -21,6 +27,9 @@ use crate::media::{MediaEvent, MediaHandle};
 #[derive(Debug)]
 pub enum Event {
     Media(MediaEvent),
+    Device(DeviceEvent),
+    /// The cards present at start-up, named together (in port order).
+    Coldplug(Vec<Card>),
     /// Re-read the config file and apply the difference.
     Reload,
     /// Stop every stream and return.
@@ -76,6 +85,29 @@ struct Entry {
     spec: StreamSpec,
     health: StreamHealth,
     clients: usize,
+    /// The card this stream captures, for streams that follow a device.
+    card: Option<u32>,
+}
+
+/// A sound card the agent knows about, streamed or not.
+#[derive(Debug, Clone)]
+struct DeviceState {
+    identity: Option<Identity>,
+    name: Option<String>,
+}
+
+/// Where device names are kept and card ids are written.
+#[derive(Debug, Clone)]
+pub struct DeviceIo {
+    /// The sysfs root (`/sys`), for pinning card ids.
+    pub sysfs: std::path::PathBuf,
+    pub ledger_path: std::path::PathBuf,
+}
+
+impl DeviceIo {
+    fn pin(&self, card: u32, id: &str) -> std::io::Result<()> {
+        std::fs::write(self.sysfs.join(format!("class/sound/card{card}/id")), id)
+    }
 }
 
 pub struct Supervisor {
@@ -85,6 +117,9 @@ pub struct Supervisor {
     media: MediaHandle,
     snapshot: watch::Sender<Snapshot>,
     last_summary: String,
+    devices: BTreeMap<u32, DeviceState>,
+    ledger: Ledger,
+    device_io: DeviceIo,
 }
 
 /// How often stall deadlines and retries are checked.
@@ -104,7 +139,12 @@ pub fn policy_of(config: &Config) -> Policy {
 }
 
 impl Supervisor {
-    pub fn new(config: Arc<Config>, media: MediaHandle) -> (Supervisor, watch::Receiver<Snapshot>) {
+    pub fn new(
+        config: Arc<Config>,
+        media: MediaHandle,
+        ledger: Ledger,
+        device_io: DeviceIo,
+    ) -> (Supervisor, watch::Receiver<Snapshot>) {
         let (snapshot, rx) = watch::channel(Snapshot::default());
         let sup = Supervisor {
             policy: policy_of(&config),
@@ -113,11 +153,18 @@ impl Supervisor {
             media,
             snapshot,
             last_summary: String::new(),
+            devices: BTreeMap::new(),
+            ledger,
+            device_io,
         };
         (sup, rx)
     }
 
     fn add(&mut self, spec: StreamSpec, now: Instant) {
+        self.add_for(spec, None, now);
+    }
+
+    fn add_for(&mut self, spec: StreamSpec, card: Option<u32>, now: Instant) {
         let (health, action) = StreamHealth::new(now);
         self.media.mount(spec.clone());
         let name = spec.name.clone();
@@ -127,9 +174,139 @@ impl Supervisor {
                 spec,
                 health,
                 clients: 0,
+                card,
             },
         );
         self.act(&name, action);
+    }
+
+    /// A card appeared: name it, pin it, plan it, stream it (or say why not).
+    fn device_added(&mut self, card: Card, now: Instant) {
+        let index = card.index;
+        if self.devices.contains_key(&index) {
+            // Announced twice (a resync): start over with what is there now.
+            self.device_removed(index);
+        }
+        let others: Vec<Identity> = self
+            .devices
+            .values()
+            .filter_map(|d| d.identity.clone())
+            .collect();
+        let in_use: BTreeSet<String> = self.streams.keys().cloned().collect();
+        let config = self.config.clone();
+        let cfg = &config.devices;
+        match discover::decide(&card, cfg, &others, &in_use, &self.ledger) {
+            Decision::Ignore { reason } => {
+                tracing::info!(card = index, card_id = %card.card_id, reason = %reason, "device ignored");
+                self.devices.insert(
+                    index,
+                    DeviceState {
+                        identity: card.identity.clone(),
+                        name: None,
+                    },
+                );
+            }
+            Decision::Unplayable {
+                assignment,
+                identity,
+                reason,
+            } => {
+                tracing::warn!(card = index, stream = %assignment.name, reason = %reason, "device cannot be streamed");
+                self.remember(&identity, &assignment, index);
+            }
+            Decision::Stream {
+                assignment,
+                identity,
+                plan,
+                mut spec,
+            } => {
+                self.remember(&identity, &assignment, index);
+                if cfg.pin_card_id {
+                    let id = discover::alsa_card_id(&assignment.name);
+                    if id != card.card_id
+                        && let Err(e) = self.device_io.pin(index, &id)
+                    {
+                        // Capture through the id the card still has.
+                        tracing::warn!(card = index, card_id = %card.card_id, wanted = %id, error = %e, "cannot pin the ALSA card id");
+                        if let crate::config::Source::Alsa { device, .. } = &mut spec.source {
+                            *device = discover::alsa_device(
+                                &cfg.alsa_device,
+                                &card.card_id,
+                                index,
+                                card.capture_pcms.first().copied().unwrap_or(0),
+                            );
+                        }
+                    }
+                }
+                tracing::info!(
+                    card = index,
+                    stream = %assignment.name,
+                    why = ?assignment.reason,
+                    vendor_product = %identity.vendor_product(),
+                    serial = identity.serial.as_deref().unwrap_or(""),
+                    port = %identity.port_path,
+                    capture = ?plan.as_ref().map(|p| (p.format.as_str().to_string(), p.capture_rate, p.capture_channels)),
+                    "device added"
+                );
+                self.add_for(spec, Some(index), now);
+            }
+        }
+    }
+
+    /// Records a device's name in memory and on disk (a failure to write is
+    /// reported; the name holds in memory).
+    fn remember(
+        &mut self,
+        identity: &Identity,
+        a: &crate::devices::naming::Assignment,
+        index: u32,
+    ) {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.ledger.record(identity, a, unix);
+        if let Err(e) = ledger::save(&self.device_io.ledger_path, &self.ledger) {
+            tracing::error!(error = %e, "name ledger not saved");
+        }
+        self.devices.insert(
+            index,
+            DeviceState {
+                identity: Some(identity.clone()),
+                name: Some(a.name.clone()),
+            },
+        );
+    }
+
+    /// A card went away: its stream stops at once, never retried against nothing.
+    fn device_removed(&mut self, index: u32) {
+        let Some(dev) = self.devices.remove(&index) else {
+            return;
+        };
+        let stream = self
+            .streams
+            .iter()
+            .find(|(_, e)| e.card == Some(index))
+            .map(|(n, _)| n.clone());
+        if let Some(name) = stream {
+            self.remove(&name);
+        }
+        tracing::info!(
+            card = index,
+            stream = dev.name.as_deref().unwrap_or(""),
+            "device removed"
+        );
+    }
+
+    fn coldplug(&mut self, mut cards: Vec<Card>, now: Instant) {
+        // Port order, so twins get the same names whatever order the kernel
+        // numbered them in.
+        cards.sort_by(|a, b| {
+            let key = |c: &Card| c.identity.as_ref().map(|i| i.port_path.clone());
+            key(a).cmp(&key(b)).then(a.index.cmp(&b.index))
+        });
+        for card in cards {
+            self.device_added(card, now);
+        }
     }
 
     fn remove(&mut self, name: &str) {
@@ -242,6 +419,7 @@ impl Supervisor {
         let gone: Vec<String> = self
             .streams
             .iter()
+            .filter(|(_, e)| e.card.is_none())
             .filter(|(name, e)| wanted.get(name.as_str()) != Some(&&e.spec))
             .map(|(n, _)| n.clone())
             .collect();
@@ -256,6 +434,14 @@ impl Supervisor {
         }
         self.policy = policy_of(&new);
         for spec in &new.streams {
+            if self
+                .streams
+                .get(&spec.name)
+                .is_some_and(|e| e.card.is_some())
+            {
+                tracing::warn!(stream = %spec.name, "a configured stream has the name of a device's stream; not started");
+                continue;
+            }
             if !self.streams.contains_key(&spec.name) {
                 if !gone.contains(&spec.name) {
                     added += 1;
@@ -326,6 +512,9 @@ impl Supervisor {
                 // Every report, request and signal arrives here, in order.
                 ev = events.recv() => match ev {
                     Some(Event::Media(m)) => self.on_media(m, Instant::now()),
+                    Some(Event::Device(DeviceEvent::Added(card))) => self.device_added(*card, Instant::now()),
+                    Some(Event::Device(DeviceEvent::Removed { index })) => self.device_removed(index),
+                    Some(Event::Coldplug(cards)) => self.coldplug(cards, Instant::now()),
                     Some(Event::Reload) => self.reload(Instant::now()),
                     Some(Event::Shutdown) | None => break,
                 },

@@ -11,3 +11,4 @@ pub mod ledger;
 pub mod naming;
 pub mod plan;
 pub mod scan;
+pub mod watch;

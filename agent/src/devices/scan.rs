@@ -152,8 +152,11 @@ pub fn read_card(roots: &Roots, index: u32) -> Result<Card, ScanError> {
     })
 }
 
-/// A fixture tree in the layout the kernel uses, for tests here and elsewhere.
-#[cfg(test)]
+/// A fixture tree in the layout the kernel uses, for the unit tests here and the
+/// end-to-end tests in `agent/tests/`. Not used by harkd itself. It panics on I/O
+/// errors: it only ever writes into a test's temporary directory.
+#[doc(hidden)]
+#[allow(clippy::unwrap_used)]
 pub mod fixture {
     use std::path::Path;
 

@@ -46,6 +46,11 @@ impl Harkd {
     }
 
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Harkd {
+        Self::start_with_args(config, env, &[])
+    }
+
+    /// Starts harkd with extra `run` options (`--flag value` pairs).
+    pub fn start_with_args(config: &str, env: &[(&str, &str)], args: &[(&str, &str)]) -> Harkd {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let path = dir.path().join("hark.toml");
@@ -59,6 +64,9 @@ impl Harkd {
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        for (k, v) in args {
+            cmd.arg(k).arg(v);
         }
         let mut child = cmd.spawn().expect("spawn harkd");
         let stderr = child.stderr.take().unwrap();

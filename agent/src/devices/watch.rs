@@ -1,0 +1,280 @@
+//! The device watcher: which sound cards are present (coldplug at start-up) and
+//! which come and go (hotplug), reported as [`DeviceEvent`]s.
+//!
+//! Two sources behind one output: the udev monitor (the real edge; libudev gets
+//! its events from udevd, after the rules ran) and an injected event stream read
+//! from a file or FIFO (`harkd run --uevents PATH`, the test double), with lines
+//! `add N`, `remove N` and `change N` for card N. Either way the card is read
+//! from the sysfs/procfs roots, after waiting (bounded) for its capture PCM:
+//! the kernel announces the card before its PCM nodes exist.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::scan::{self, Card, Roots, ScanError};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeviceEvent {
+    Added(Box<Card>),
+    Removed { index: u32 },
+}
+
+/// How long an added card may take to show its capture PCM.
+const PCM_WAIT: Duration = Duration::from_millis(1500);
+const PCM_POLL: Duration = Duration::from_millis(25);
+
+/// Reads card `index`, waiting up to [`PCM_WAIT`] for a capture PCM to appear.
+/// A card that never gets one (a speaker) is returned as it is; a card that
+/// vanished meanwhile is `None`.
+pub fn read_when_ready(roots: &Roots, index: u32) -> Option<Card> {
+    let deadline = Instant::now() + PCM_WAIT;
+    loop {
+        match scan::read_card(roots, index) {
+            Err(ScanError::Gone { .. }) => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+            }
+            Ok(card) => {
+                if !card.capture_pcms.is_empty() || Instant::now() >= deadline {
+                    return Some(card);
+                }
+            }
+        }
+        std::thread::sleep(PCM_POLL);
+    }
+}
+
+/// Every card present now.
+pub fn coldplug(roots: &Roots) -> Vec<Card> {
+    scan::list_cards(roots)
+        .into_iter()
+        .filter_map(|i| scan::read_card(roots, i).ok())
+        .collect()
+}
+
+/// "card3" -> 3
+fn card_index(sysname: &str) -> Option<u32> {
+    sysname.strip_prefix("card")?.parse().ok()
+}
+
+/// Parses an injected event line: "add 3", "remove 3" (also "add card3").
+pub fn parse_injected(line: &str) -> Option<(String, u32)> {
+    let mut it = line.split_whitespace();
+    let action = it.next()?.to_string();
+    let card = it.next()?;
+    let index = card.parse().ok().or_else(|| card_index(card))?;
+    Some((action, index))
+}
+
+fn handle(action: &str, index: u32, roots: &Roots, tx: &UnboundedSender<DeviceEvent>) -> bool {
+    let ev = match action {
+        "add" => match read_when_ready(roots, index) {
+            Some(card) => DeviceEvent::Added(Box::new(card)),
+            None => {
+                tracing::info!(card = index, "card went away before it could be read");
+                return true;
+            }
+        },
+        "remove" => DeviceEvent::Removed { index },
+        // A renamed card (e.g. our own pinning) changes nothing we stream.
+        _ => return true,
+    };
+    tx.send(ev).is_ok()
+}
+
+/// Starts the injected-event reader ("hark-uevents" thread) on `path`.
+pub fn spawn_injected(
+    path: PathBuf,
+    roots: Roots,
+    tx: UnboundedSender<DeviceEvent>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("hark-uevents".into())
+        .spawn(move || {
+            loop {
+                // A FIFO: open blocks until a writer comes; EOF when it leaves.
+                let file = match std::fs::File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "cannot open the event file");
+                        return;
+                    }
+                };
+                for line in std::io::BufReader::new(file).lines() {
+                    let Ok(line) = line else { break };
+                    match parse_injected(&line) {
+                        Some((action, index)) => {
+                            if !handle(&action, index, &roots, &tx) {
+                                return;
+                            }
+                        }
+                        None if line.trim().is_empty() => {}
+                        None => tracing::warn!(line = %line, "unreadable injected event"),
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        })
+}
+
+/// Starts the udev monitor on its own thread ("hark-udev"): libudev's monitor is
+/// not thread-safe, so it lives and dies on one thread with a small event loop.
+pub fn spawn_udev(
+    roots: Roots,
+    tx: UnboundedSender<DeviceEvent>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("hark-udev".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the udev event loop; hotplug is off");
+                    return;
+                }
+            };
+            if let Err(e) = rt.block_on(watch_udev(roots, tx)) {
+                tracing::error!(error = %e, "udev monitor failed; hotplug is off");
+            }
+        })
+}
+
+/// Watches udev for sound cards coming and going, until `tx` closes.
+async fn watch_udev(roots: Roots, tx: UnboundedSender<DeviceEvent>) -> std::io::Result<()> {
+    let socket = udev::MonitorBuilder::new()?
+        .match_subsystem("sound")?
+        .listen()?;
+    let fd = register(socket)?;
+    loop {
+        tokio::select! {
+            // The supervisor is gone: nothing to report to.
+            _ = tx.closed() => return Ok(()),
+            // udev has events: drain them all.
+            guard = fd.readable() => {
+                let events: Vec<(String, u32)> = {
+                    let mut guard = guard?;
+                    let events = guard
+                        .get_inner()
+                        .iter()
+                        .filter_map(|ev| {
+                            let index = card_index(ev.sysname().to_str()?)?;
+                            let action = ev.action()?.to_str()?.to_string();
+                            Some((action, index))
+                        })
+                        .collect();
+                    guard.clear_ready();
+                    events
+                };
+                for (action, index) in events {
+                    // This runs on its own thread (see `spawn_udev`), so waiting
+                    // here for the PCM nodes blocks nothing else.
+                    if !handle(&action, index, &roots, &tx) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn register(
+    socket: udev::MonitorSocket,
+) -> std::io::Result<tokio::io::unix::AsyncFd<udev::MonitorSocket>> {
+    // SAFETY: the AsyncFd owns the socket, and the socket owns its descriptor, so
+    // the descriptor stays open for as long as it is registered.
+    unsafe { tokio::io::unix::AsyncFd::register(socket) }.map_err(|e| e.into_parts().1)
+}
+
+/// The root prefixes and event source chosen on the command line.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub roots: Roots,
+    /// Injected events instead of udev.
+    pub injected: Option<PathBuf>,
+}
+
+impl Source {
+    pub fn system() -> Source {
+        Source {
+            roots: Roots::system(),
+            injected: None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.injected {
+            Some(p) => format!("injected events from {}", p.display()),
+            None => "udev".into(),
+        }
+    }
+
+    pub fn sysfs(&self) -> &Path {
+        &self.roots.sysfs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::scan::fixture;
+
+    #[test]
+    fn injected_lines() {
+        assert_eq!(parse_injected("add 3"), Some(("add".into(), 3)));
+        assert_eq!(parse_injected("remove card12"), Some(("remove".into(), 12)));
+        assert_eq!(parse_injected("add"), None);
+        assert_eq!(parse_injected("add x"), None);
+    }
+
+    #[test]
+    fn waits_for_the_capture_pcm_then_gives_up_on_a_speaker() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots {
+            sysfs: dir.path().join("sys"),
+            procfs: dir.path().join("proc"),
+        };
+        // A speaker: no capture PCM ever; returned after the bounded wait.
+        fixture::usb_card(
+            dir.path(),
+            &fixture::UsbCard {
+                index: 1,
+                card_id: "Speaker",
+                port: "1-2",
+                vendor: "1234",
+                product_id: "5678",
+                serial: None,
+                manufacturer: None,
+                product: Some(b"Speaker"),
+                stream0: None,
+                capture: false,
+            },
+        );
+        let t = Instant::now();
+        let card = read_when_ready(&roots, 1).unwrap();
+        assert!(card.capture_pcms.is_empty());
+        assert!(t.elapsed() >= PCM_WAIT);
+        // A card that never appears.
+        assert_eq!(read_when_ready(&roots, 7), None);
+        // A card whose PCM appears a little later is read as soon as it does.
+        let d = dir.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            std::fs::create_dir_all(d.join("proc/asound/card1/pcm0c")).unwrap();
+        });
+        let t = Instant::now();
+        let card = read_when_ready(&roots, 1).unwrap();
+        writer.join().unwrap();
+        assert_eq!(card.capture_pcms, vec![0]);
+        assert!(t.elapsed() < Duration::from_millis(1000));
+    }
+}

@@ -1,0 +1,280 @@
+//! Streams follow devices, end to end with the real binary: device events are
+//! injected (`--uevents`) against a fixture sysfs/procfs tree whose card is
+//! captured through the FIFO-backed userspace PCM, and a real RTSP client checks
+//! that the stream appears under the expected name, ends on removal, and returns
+//! under the same name on re-add. Real udev events run in the QEMU tests.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use common::{FifoMic, Harkd, ffmpeg_pull, is_event, msg};
+use hark_agent::devices::scan::fixture;
+
+const STREAM0: &str = "\
+C-Media Electronics Inc. USB PnP Sound Device at usb-0000:00:14.0-1.4, full speed : USB Audio
+
+Capture:
+  Status: Stop
+  Interface 2
+    Altset 1
+    Format: S16_LE
+    Channels: 1
+    Endpoint: 0x82 (2 IN) (ADAPTIVE)
+    Rates: 48000, 44100
+    Bits: 16
+    Channel map: MONO
+";
+
+struct Rig {
+    mic: FifoMic,
+    tree: tempfile::TempDir,
+    events: std::fs::File,
+    h: Harkd,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tree.path().join("sys/class/sound")).unwrap();
+        std::fs::create_dir_all(tree.path().join("proc/asound")).unwrap();
+        let fifo = tree.path().join("uevents");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        Self::start_in(tree)
+    }
+
+    /// Starts harkd on an existing tree (cards already in it are coldplugged).
+    fn start_in(tree: tempfile::TempDir) -> Rig {
+        let mic = FifoMic::new(700.0, 0.25);
+        let fifo = tree.path().join("uevents");
+        let state = tree.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let config = format!(
+            "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n[devices]\nstate_dir = \"{}\"\nalsa_device = \"{}\"\n",
+            state.display(),
+            mic.device
+        );
+        let sys = tree.path().join("sys");
+        let proc = tree.path().join("proc");
+        let fifo_s = fifo.display().to_string();
+        let args = [
+            ("--sysfs-root", sys.to_str().unwrap()),
+            ("--procfs-root", proc.to_str().unwrap()),
+            ("--uevents", fifo_s.as_str()),
+        ];
+        let h = Harkd::start_with_args(
+            &config,
+            &[("ALSA_CONFIG_PATH", &mic.alsa_config_path)],
+            &args,
+        );
+        // Opening the FIFO for writing waits for harkd to open it for reading.
+        let events = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        Rig {
+            mic,
+            tree,
+            events,
+            h,
+        }
+    }
+
+    fn plug(&mut self, index: u32, port: &str, serial: Option<&[u8]>) {
+        fixture::usb_card(
+            self.tree.path(),
+            &fixture::UsbCard {
+                index,
+                card_id: "Device",
+                port,
+                vendor: "0d8c",
+                product_id: "013c",
+                serial,
+                manufacturer: Some(b"C-Media Electronics Inc."),
+                product: Some(b"USB PnP Sound Device"),
+                stream0: Some(STREAM0),
+                capture: true,
+            },
+        );
+        writeln!(self.events, "add {index}").unwrap();
+        self.events.flush().unwrap();
+    }
+
+    fn unplug(&mut self, index: u32) {
+        fixture::remove_card(self.tree.path(), index);
+        writeln!(self.events, "remove {index}").unwrap();
+        self.events.flush().unwrap();
+    }
+}
+
+#[test]
+fn a_mic_streams_under_its_name_ends_on_unplug_and_returns_on_replug() {
+    let mut rig = Rig::start();
+    let _ = &rig.mic;
+    let name = "usb-pnp-sound-device";
+
+    // Plug: the stream appears under the name from the product string.
+    let mark = rig.h.mark();
+    let plugged = Instant::now();
+    rig.plug(1, "1-1.4", Some(b"SN-0001"));
+    let added = rig
+        .h
+        .wait_log_after(mark, Duration::from_secs(5), |v| msg(v) == "device added");
+    assert_eq!(added["stream"], name, "{added}");
+    assert_eq!(added["vendor_product"], "0d8c:013c");
+    assert_eq!(added["serial"], "SN-0001");
+    rig.h.wait_log_after(mark, Duration::from_secs(5), |v| {
+        is_event(v, "audio is flowing", name)
+    });
+    let url = rig.h.url(name);
+    let t = Instant::now();
+    let status = loop {
+        match common::rtsp_client::Client::connect(&url, Duration::from_secs(2))
+            .and_then(|mut c| c.play().map(|_| 200))
+        {
+            Ok(s) => break s,
+            Err(_) if t.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("no PLAY: {e}"),
+        }
+    };
+    assert_eq!(status, 200);
+    eprintln!("add event to PLAY answered: {:?}", plugged.elapsed());
+    ffmpeg_pull(&url, "tcp", 1.5).assert_tone(1.4, 700.0, -15.0);
+
+    // The ALSA card id was pinned to the name, and the ledger remembers it.
+    let id = std::fs::read_to_string(rig.tree.path().join("sys/class/sound/card1/id")).unwrap();
+    assert_eq!(id, "usb_pnp_sound_d");
+    let ledger = std::fs::read_to_string(rig.tree.path().join("state/names.json")).unwrap();
+    assert!(
+        ledger.contains(name) && ledger.contains("SN-0001"),
+        "{ledger}"
+    );
+
+    // Unplug with a client playing: the stream ends at once, the client ends.
+    let mut client = std::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-rtsp_transport",
+            "udp",
+            "-i",
+            &url,
+            "-f",
+            "null",
+            "-",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let mark = rig.h.mark();
+    rig.unplug(1);
+    rig.h.wait_log_after(mark, Duration::from_secs(5), |v| {
+        is_event(v, "stream removed", name)
+    });
+    assert!(
+        common::wait_timeout(&mut client, Duration::from_secs(3)).is_some(),
+        "client hung after unplug"
+    );
+    assert_eq!(common::rtsp_client::describe_probe(&url).unwrap(), 404);
+    std::thread::sleep(Duration::from_secs(2));
+    // No restart loop against the missing device.
+    assert!(
+        rig.h
+            .logs_after(mark, |v| is_event(v, "restarting capture", name))
+            .is_empty()
+    );
+
+    // Replug into another port, as another card number: same serial, same name.
+    let mark = rig.h.mark();
+    rig.plug(2, "1-1.2", Some(b"SN-0001"));
+    let added = rig
+        .h
+        .wait_log_after(mark, Duration::from_secs(5), |v| msg(v) == "device added");
+    assert_eq!(added["stream"], name);
+    assert_eq!(added["why"], "Serial");
+    rig.h.wait_log_after(mark, Duration::from_secs(5), |v| {
+        is_event(v, "audio is flowing", name)
+    });
+    ffmpeg_pull(&url, "tcp", 1.5).assert_tone(1.4, 700.0, -15.0);
+}
+
+#[test]
+fn serialless_twins_are_told_apart_by_port_and_names_survive_a_restart() {
+    let mut rig = Rig::start();
+    // A serial-less mic on 1-1.3: its name is remembered by port.
+    let mark = rig.h.mark();
+    rig.plug(1, "1-1.3", None);
+    let first = rig
+        .h
+        .wait_log_after(mark, Duration::from_secs(5), |v| msg(v) == "device added");
+    assert_eq!(first["stream"], "usb-pnp-sound-device");
+    rig.unplug(1);
+    // The same model on a new port while the first is away: the only candidate,
+    // so taken as the same mic, moved.
+    let mark = rig.h.mark();
+    rig.plug(2, "1-1.5", None);
+    let moved = rig
+        .h
+        .wait_log_after(mark, Duration::from_secs(5), |v| msg(v) == "device added");
+    assert_eq!(
+        (moved["stream"].as_str(), moved["why"].as_str()),
+        (Some("usb-pnp-sound-device"), Some("Moved"))
+    );
+    // A second one on 1-1.3 while that name is in use: a twin, a new name.
+    let mark = rig.h.mark();
+    rig.plug(3, "1-1.3", None);
+    let twin = rig
+        .h
+        .wait_log_after(mark, Duration::from_secs(5), |v| msg(v) == "device added");
+    assert_eq!(twin["stream"], "usb-pnp-sound-device-2", "{twin}");
+
+    // Restart with both present, numbered the other way round by the kernel:
+    // coldplug gives each its name back by port.
+    let Rig {
+        tree, events, h, ..
+    } = rig;
+    drop(events);
+    let (status, _) = h.stop();
+    assert!(status.success());
+    let (a, b) = (
+        tree.path().join("sys/class/sound/card2"),
+        tree.path().join("sys/class/sound/card3"),
+    );
+    let tmp = tree.path().join("sys/class/sound/tmp");
+    std::fs::rename(&a, &tmp).unwrap();
+    std::fs::rename(&b, &a).unwrap();
+    std::fs::rename(&tmp, &b).unwrap();
+    let rig = Rig::start_in(tree);
+    let added = rig.h.wait_log(Duration::from_secs(5), |v| {
+        msg(v) == "device added" && v["port"] == "1-1.3"
+    });
+    assert_eq!(
+        (
+            added["stream"].as_str(),
+            added["why"].as_str(),
+            added["card"].as_u64()
+        ),
+        (Some("usb-pnp-sound-device-2"), Some("Port"), Some(2))
+    );
+    let added = rig.h.wait_log(Duration::from_secs(5), |v| {
+        msg(v) == "device added" && v["port"] == "1-1.5"
+    });
+    assert_eq!(
+        (added["stream"].as_str(), added["why"].as_str()),
+        (Some("usb-pnp-sound-device"), Some("Port"))
+    );
+    rig.h.wait_log(Duration::from_secs(5), |v| {
+        is_event(v, "audio is flowing", "usb-pnp-sound-device")
+    });
+}
