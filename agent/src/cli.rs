@@ -64,4 +64,29 @@ pub enum Command {
         /// Configuration file.
         path: PathBuf,
     },
+    /// List the sound cards present and what harkd would do with each (identity,
+    /// name, capabilities, plan). Changes nothing.
+    Devices {
+        /// Configuration file (default: /etc/hark/hark.toml if it exists, else
+        /// the built-in defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Like `devices`, against a captured /sys and /proc tree (for bug reports).
+    Probe {
+        #[arg(long)]
+        sysfs_root: PathBuf,
+        #[arg(long)]
+        procfs_root: PathBuf,
+        /// Configuration file (default: the built-in defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Print udev rules that give every named microphone its ALSA card id at
+    /// boot, from the name ledger.
+    UdevRules {
+        /// Configuration file (for the state directory; default as for `devices`).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }

@@ -23,6 +23,36 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The config for the report commands: the given file, else the system one if it
+/// exists, else the built-in defaults.
+fn report_config(path: Option<std::path::PathBuf>, system: bool) -> Result<Config, ExitCode> {
+    let path = path.or_else(|| {
+        let p = std::path::PathBuf::from(hark_agent::cli::DEFAULT_CONFIG);
+        (system && p.exists()).then_some(p)
+    });
+    let loaded = match &path {
+        Some(p) => Config::load(p),
+        None => Config::parse_bytes(std::path::Path::new("(built-in defaults)"), b"[devices]\n"),
+    };
+    loaded.map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(exit::CONFIG)
+    })
+}
+
+fn report(roots: &hark_agent::devices::scan::Roots, config: &Config) -> ExitCode {
+    use hark_agent::devices::{ledger, report, watch};
+    println!("config: {}", config.path.display());
+    let ledger_path = config.devices.state_dir.join("names.json");
+    let (names, problem) = ledger::peek(&ledger_path);
+    if let Some(p) = problem {
+        println!("name ledger unreadable ({p}); names shown as for a new ledger");
+    }
+    let cards = watch::coldplug(roots);
+    print!("{}", report::devices(&cards, config, &names));
+    ExitCode::from(exit::OK)
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -108,6 +138,40 @@ fn main() -> ExitCode {
                 eprintln!("{e}");
                 ExitCode::from(exit::CONFIG)
             }
+        },
+        Command::Devices { config } => match report_config(config, true) {
+            Ok(c) => report(&hark_agent::devices::scan::Roots::system(), &c),
+            Err(code) => code,
+        },
+        Command::Probe {
+            sysfs_root,
+            procfs_root,
+            config,
+        } => match report_config(config, false) {
+            Ok(c) => report(
+                &hark_agent::devices::scan::Roots {
+                    sysfs: sysfs_root,
+                    procfs: procfs_root,
+                },
+                &c,
+            ),
+            Err(code) => code,
+        },
+        Command::UdevRules { config } => match report_config(config, true) {
+            Ok(c) => {
+                let path = c.devices.state_dir.join("names.json");
+                let (names, problem) = hark_agent::devices::ledger::peek(&path);
+                if let Some(p) = problem {
+                    eprintln!("harkd: the name ledger is unreadable: {p}");
+                    return ExitCode::from(exit::FAILURE);
+                }
+                print!(
+                    "{}",
+                    hark_agent::devices::report::udev_rules(&names, &path.display().to_string())
+                );
+                ExitCode::from(exit::OK)
+            }
+            Err(code) => code,
         },
         Command::Run {
             config,

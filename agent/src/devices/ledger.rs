@@ -93,6 +93,23 @@ pub fn load(path: &Path, now_unix: u64) -> (Ledger, Option<LedgerError>) {
     (Ledger::default(), Some(problem))
 }
 
+/// Reads the ledger without changing anything (for reports): a missing file is
+/// empty, a bad one is empty with the reason.
+pub fn peek(path: &Path) -> (Ledger, Option<String>) {
+    match fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Ledger::default(), None),
+        Err(e) => (Ledger::default(), Some(format!("{}: {e}", path.display()))),
+        Ok(b) => match serde_json::from_slice::<OnDisk>(&b) {
+            Ok(d) if d.version == FORMAT_VERSION => (d.ledger, None),
+            Ok(d) => (
+                Ledger::default(),
+                Some(format!("{}: format version {}", path.display(), d.version)),
+            ),
+            Err(e) => (Ledger::default(), Some(format!("{}: {e}", path.display()))),
+        },
+    }
+}
+
 /// Writes the ledger atomically: a reader (or a power cut) sees the old file or
 /// the new one, never a mix.
 pub fn save(path: &Path, ledger: &Ledger) -> Result<(), LedgerError> {

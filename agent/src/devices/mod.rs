@@ -10,5 +10,6 @@ pub mod identity;
 pub mod ledger;
 pub mod naming;
 pub mod plan;
+pub mod report;
 pub mod scan;
 pub mod watch;

@@ -1,0 +1,193 @@
+//! Human-readable reports for `harkd devices`, `harkd probe` and `harkd
+//! udev-rules`: what the agent would do with the cards present, without doing it
+//! (nothing is pinned, saved or opened).
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use super::discover::{self, Decision};
+use super::identity::Identity;
+use super::naming::Ledger;
+use super::scan::Card;
+use crate::config::{Config, Source};
+
+fn describe_identity(id: &Identity) -> String {
+    let mut s = String::new();
+    let product = [id.manufacturer.as_deref(), id.product.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let _ = write!(
+        s,
+        "{} ({}, serial {}, port {})",
+        if product.is_empty() {
+            "unnamed device"
+        } else {
+            &product
+        },
+        id.vendor_product(),
+        id.serial
+            .as_deref()
+            .map_or("none".into(), |s| format!("{s:?}")),
+        id.port_path
+    );
+    s
+}
+
+/// One block per card, in port order (the order coldplug names them in).
+pub fn devices(cards: &[Card], config: &Config, ledger: &Ledger) -> String {
+    let mut cards: Vec<&Card> = cards.iter().collect();
+    cards.sort_by_key(|c| (c.identity.as_ref().map(|i| i.port_path.clone()), c.index));
+    let mut out = String::new();
+    if cards.is_empty() {
+        out.push_str("no sound cards\n");
+    }
+    let mut ledger = ledger.clone();
+    let mut in_use: BTreeSet<String> = config.streams.iter().map(|s| s.name.clone()).collect();
+    let all: Vec<Identity> = cards.iter().filter_map(|c| c.identity.clone()).collect();
+    for card in cards {
+        let _ = write!(out, "card {} [{}]: ", card.index, card.card_id);
+        match &card.identity {
+            Some(id) => out.push_str(&describe_identity(id)),
+            None => out.push_str(card.title.as_deref().unwrap_or("not a USB device")),
+        }
+        out.push('\n');
+        for alt in &card.capture {
+            let formats: Vec<&str> = alt.formats.iter().map(|f| f.as_str()).collect();
+            let rates: Vec<String> = alt.rates.listed().iter().map(u32::to_string).collect();
+            let sep = match alt.rates {
+                super::asound::Rates::List(_) => ", ",
+                super::asound::Rates::Range { .. } => " - ",
+            };
+            let _ = writeln!(
+                out,
+                "  capture: {} {} ch {} Hz (interface {} altset {})",
+                formats.join(" "),
+                alt.channels,
+                rates.join(sep),
+                alt.interface,
+                alt.altset
+            );
+        }
+        let others: Vec<Identity> = all
+            .iter()
+            .filter(|i| Some(*i) != card.identity.as_ref())
+            .cloned()
+            .collect();
+        match discover::decide(card, &config.devices, &others, &in_use, &ledger) {
+            Decision::Ignore { reason } => {
+                let _ = writeln!(out, "  ignored: {reason}");
+            }
+            Decision::Unplayable {
+                assignment, reason, ..
+            } => {
+                let _ = writeln!(out, "  name: {} ({:?})", assignment.name, assignment.reason);
+                let _ = writeln!(out, "  not streamed: {reason}");
+            }
+            Decision::Stream {
+                assignment,
+                identity,
+                plan,
+                spec,
+            } => {
+                let _ = writeln!(out, "  name: {} ({:?})", assignment.name, assignment.reason);
+                if let Some(p) = plan {
+                    let _ = writeln!(
+                        out,
+                        "  plan: capture {} {} Hz {} ch -> {} {} Hz {} ch{}",
+                        p.format,
+                        p.capture_rate,
+                        p.capture_channels,
+                        spec.encoding.codec.as_str(),
+                        spec.encoding.sample_rate,
+                        spec.encoding.channels,
+                        if p.resamples() { " (resampled)" } else { "" }
+                    );
+                }
+                if let Source::Alsa { device, .. } = &spec.source {
+                    let _ = writeln!(out, "  alsa device: {device}");
+                }
+                let _ = writeln!(
+                    out,
+                    "  url: rtsp://<host>:{}/{}",
+                    config.rtsp.port, spec.name
+                );
+                ledger.record(&identity, &assignment, 0);
+                in_use.insert(assignment.name);
+            }
+        }
+    }
+    out
+}
+
+/// udev rules that give each named device its ALSA card id at boot, before
+/// harkd starts. Serial devices match by serial, others by port.
+pub fn udev_rules(ledger: &Ledger, source: &str) -> String {
+    let mut out = format!(
+        "# ALSA card ids for the microphones harkd has named.\n# Generated by `harkd udev-rules` from {source}; install as\n# /etc/udev/rules.d/70-hark-names.rules and run `udevadm control --reload`.\n"
+    );
+    // udev rule values cannot hold quotes or backslashes safely.
+    let safe = |s: &str| !s.contains(['"', '\\']) && !s.chars().any(char::is_control);
+    for e in &ledger.entries {
+        let id = discover::alsa_card_id(&e.name);
+        let matcher = match &e.serial {
+            Some(s) if safe(s) => format!("ATTRS{{serial}}==\"{s}\""),
+            Some(_) => {
+                let _ = writeln!(
+                    out,
+                    "# {}: serial has characters udev cannot match; skipped",
+                    e.name
+                );
+                continue;
+            }
+            None if safe(&e.port_path) => format!("KERNELS==\"{}\"", e.port_path),
+            None => continue,
+        };
+        let _ = writeln!(
+            out,
+            "SUBSYSTEM==\"sound\", KERNEL==\"card*\", ATTRS{{idVendor}}==\"{:04x}\", ATTRS{{idProduct}}==\"{:04x}\", {matcher}, ATTR{{id}}=\"{id}\"",
+            e.vendor_id, e.product_id
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::naming::LedgerEntry;
+
+    #[test]
+    fn rules_match_by_serial_or_port_and_skip_unsafe_serials() {
+        let entry = |name: &str, serial: Option<&str>, port: &str| LedgerEntry {
+            name: name.into(),
+            vendor_id: 0x0d8c,
+            product_id: 0x0014,
+            serial: serial.map(str::to_string),
+            port_path: port.into(),
+            product: None,
+            first_seen: 0,
+            last_seen: 0,
+        };
+        let l = Ledger {
+            entries: vec![
+                entry("garden", Some("SN1"), "1-1.2"),
+                entry("attic-mic-number-two", None, "1-1.3"),
+                entry("evil", Some("a\"b"), "1-1.4"),
+            ],
+        };
+        let r = udev_rules(&l, "names.json");
+        assert!(r.contains(
+            "SUBSYSTEM==\"sound\", KERNEL==\"card*\", ATTRS{idVendor}==\"0d8c\", ATTRS{idProduct}==\"0014\", ATTRS{serial}==\"SN1\", ATTR{id}=\"garden\""
+        ), "{r}");
+        assert!(
+            r.contains("KERNELS==\"1-1.3\", ATTR{id}=\"attic_mic_numbe\""),
+            "{r}"
+        );
+        assert!(
+            r.contains("# evil: serial has characters udev cannot match; skipped"),
+            "{r}"
+        );
+    }
+}
