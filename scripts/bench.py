@@ -12,6 +12,8 @@ Measures (median of REPS runs each):
   - process start to first successful PLAY (warm GStreamer registry)
   - connect to first RTP packet on a running stream
   - RSS after 300 sessions minus before
+  - devices: add event to PLAY, and 1,000 add/remove cycles (RSS, fds, threads),
+    from the `--ignored` benchmark in agent/tests/devices.rs
 
 Results: bench-results/bench-<time>.txt (and printed).
 """
@@ -224,6 +226,15 @@ def main():
         fails = sum(r[2] for r in results)
         say(f"RSS after 300 sessions minus before: {statistics.median(deltas)} KiB "
             f"(runs: {', '.join(f'{d}' for d in deltas)}; failed sessions: {fails})")
+    r = subprocess.run(
+        ["cargo", "test", "--release", "--locked", "--test", "devices", "bench", "--",
+         "--ignored", "--nocapture"],
+        cwd=ROOT, capture_output=True, text=True)
+    bench_lines = [l for l in (r.stdout + r.stderr).splitlines() if l.startswith("BENCH ")]
+    if r.returncode != 0 or not bench_lines:
+        say(f"device benchmark failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    for line in bench_lines:
+        say(line[len("BENCH "):])
     os.makedirs(os.path.join(ROOT, "bench-results"), exist_ok=True)
     path = os.path.join(ROOT, "bench-results", f"bench-{time.strftime('%Y%m%d-%H%M%S')}.txt")
     with open(path, "w") as f:

@@ -278,3 +278,67 @@ fn serialless_twins_are_told_apart_by_port_and_names_survive_a_restart() {
         is_event(v, "audio is flowing", "usb-pnp-sound-device")
     });
 }
+
+/// Benchmark, run by `make bench` (`--ignored`): time from a card's add event to
+/// its stream answering PLAY, and 1,000 add/remove cycles with RSS and fd count
+/// before and after. Prints numbers; asserts only that every cycle worked.
+#[test]
+#[ignore = "benchmark: run with `make bench`"]
+fn bench_device_add_to_play_and_cycles() {
+    let mut rig = Rig::start();
+    let name = "usb-pnp-sound-device";
+    let url = rig.h.url(name);
+    let cycle = |rig: &mut Rig, i: u32, measure: bool| -> Option<Duration> {
+        let mark = rig.h.mark();
+        let t = Instant::now();
+        rig.plug(1, "1-1.4", Some(b"SN-0001"));
+        let mut took = None;
+        if measure {
+            loop {
+                let ok = common::rtsp_client::Client::connect(&url, Duration::from_secs(2))
+                    .and_then(|mut c| c.play().map(|_| ()));
+                if ok.is_ok() {
+                    break;
+                }
+                assert!(
+                    t.elapsed() < Duration::from_secs(5),
+                    "cycle {i}: no PLAY: {ok:?}"
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            took = Some(t.elapsed());
+        } else {
+            rig.h.wait_log_after(mark, Duration::from_secs(5), |v| {
+                is_event(v, "capture started", name)
+            });
+        }
+        rig.unplug(1);
+        rig.h.wait_log_after(mark, Duration::from_secs(5), |v| {
+            is_event(v, "stream removed", name)
+        });
+        took
+    };
+    let mut to_play: Vec<Duration> = (0..20).filter_map(|i| cycle(&mut rig, i, true)).collect();
+    to_play.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "BENCH add event to PLAY: median {:.1} ms, p90 {:.1} ms, max {:.1} ms (20 runs)",
+        ms(to_play[10]),
+        ms(to_play[18]),
+        ms(to_play[19])
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let (rss0, fds0, threads0) = (rig.h.rss_kib(), rig.h.fds(), rig.h.threads());
+    let t = Instant::now();
+    for i in 0..1000 {
+        cycle(&mut rig, i, false);
+    }
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss1, fds1, threads1) = (rig.h.rss_kib(), rig.h.fds(), rig.h.threads());
+    println!(
+        "BENCH 1000 add/remove cycles in {:.1} s: RSS {rss0} -> {rss1} KiB ({:+} KiB), fds {fds0} -> {fds1}, threads {threads0} -> {threads1}",
+        took.as_secs_f64(),
+        rss1 as i64 - rss0 as i64
+    );
+}
