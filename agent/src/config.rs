@@ -164,7 +164,7 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/hark")
 }
 fn default_alsa_device() -> String {
-    "hw:CARD={card_id},DEV={pcm}".into()
+    "hw:{card},{pcm}".into()
 }
 fn default_alsa_buffer_ms() -> u64 {
     500

@@ -221,11 +221,11 @@ impl Supervisor {
                 mut spec,
             } => {
                 self.remember(&identity, &assignment, index);
-                if cfg.pin_card_id {
-                    let id = discover::alsa_card_id(&assignment.name);
-                    if id != card.card_id
-                        && let Err(e) = self.device_io.pin(index, &id)
-                    {
+                let mut card_id = card.card_id.clone();
+                let wanted = discover::alsa_card_id(&assignment.name);
+                if cfg.pin_card_id && wanted != card.card_id {
+                    let id = wanted;
+                    if let Err(e) = self.device_io.pin(index, &id) {
                         // Capture through the id the card still has.
                         tracing::warn!(card = index, card_id = %card.card_id, wanted = %id, error = %e, "cannot pin the ALSA card id");
                         if let crate::config::Source::Alsa { device, .. } = &mut spec.source {
@@ -236,6 +236,8 @@ impl Supervisor {
                                 card.capture_pcms.first().copied().unwrap_or(0),
                             );
                         }
+                    } else {
+                        card_id = id;
                     }
                 }
                 tracing::info!(
@@ -245,6 +247,7 @@ impl Supervisor {
                     vendor_product = %identity.vendor_product(),
                     serial = identity.serial.as_deref().unwrap_or(""),
                     port = %identity.port_path,
+                    card_id = %card_id,
                     capture = ?plan.as_ref().map(|p| (p.format.as_str().to_string(), p.capture_rate, p.capture_channels)),
                     "device added"
                 );

@@ -189,7 +189,7 @@ fn probe_reports_every_kind_of_device() {
             "capture: S16_LE S24_3LE 1 ch 44100, 48000, 96000 Hz",
             "name: studiomic (New)",
             "plan: capture S16_LE 48000 Hz 1 ch -> opus 48000 Hz 1 ch\n",
-            "alsa device: hw:CARD=studiomic,DEV=0",
+            "alsa device: hw:1,0",
             "url: rtsp://<host>:8554/studiomic",
         ],
     );
