@@ -142,47 +142,93 @@ pub fn spawn_udev(
                     return;
                 }
             };
-            if let Err(e) = rt.block_on(watch_udev(roots, tx)) {
+            if let Err(e) = rt.block_on(watch_udev(roots, tx, RESYNC)) {
                 tracing::error!(error = %e, "udev monitor failed; hotplug is off");
             }
         })
 }
 
+/// How often the cards present are compared with what events said, to repair
+/// anything lost (a receive-buffer overflow under load drops events silently).
+const RESYNC: Duration = Duration::from_secs(30);
+
+/// libudev's monitor socket buffer: large, so bursts (a hub with four mics) fit.
+const RECEIVE_BUFFER: i32 = 4 << 20;
+
 /// Watches udev for sound cards coming and going, until `tx` closes.
-async fn watch_udev(roots: Roots, tx: UnboundedSender<DeviceEvent>) -> std::io::Result<()> {
+async fn watch_udev(
+    roots: Roots,
+    tx: UnboundedSender<DeviceEvent>,
+    resync_every: Duration,
+) -> std::io::Result<()> {
     let socket = udev::MonitorBuilder::new()?
         .match_subsystem("sound")?
         .listen()?;
+    enlarge_buffer(&socket);
     let fd = register(socket)?;
+    let mut known: std::collections::BTreeSet<u32> = scan::list_cards(&roots).into_iter().collect();
+    let mut resync = tokio::time::interval(resync_every);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.tick().await;
     loop {
-        tokio::select! {
+        let events: Vec<(String, u32)> = tokio::select! {
             // The supervisor is gone: nothing to report to.
             _ = tx.closed() => return Ok(()),
+            // Repair lost events: whatever differs from what we were told.
+            _ = resync.tick() => {
+                let now: std::collections::BTreeSet<u32> = scan::list_cards(&roots).into_iter().collect();
+                let mut fixes: Vec<(String, u32)> =
+                    known.difference(&now).map(|i| ("remove".to_string(), *i)).collect();
+                fixes.extend(now.difference(&known).map(|i| ("add".to_string(), *i)));
+                if !fixes.is_empty() {
+                    tracing::warn!(fixes = fixes.len(), "device events were lost; resynchronised from sysfs");
+                }
+                fixes
+            },
             // udev has events: drain them all.
             guard = fd.readable() => {
-                let events: Vec<(String, u32)> = {
-                    let mut guard = guard?;
-                    let events = guard
-                        .get_inner()
-                        .iter()
-                        .filter_map(|ev| {
-                            let index = card_index(ev.sysname().to_str()?)?;
-                            let action = ev.action()?.to_str()?.to_string();
-                            Some((action, index))
-                        })
-                        .collect();
-                    guard.clear_ready();
-                    events
-                };
-                for (action, index) in events {
-                    // This runs on its own thread (see `spawn_udev`), so waiting
-                    // here for the PCM nodes blocks nothing else.
-                    if !handle(&action, index, &roots, &tx) {
-                        return Ok(());
-                    }
-                }
+                let mut guard = guard?;
+                let events = guard
+                    .get_inner()
+                    .iter()
+                    .filter_map(|ev| {
+                        let index = card_index(ev.sysname().to_str()?)?;
+                        let action = ev.action()?.to_str()?.to_string();
+                        Some((action, index))
+                    })
+                    .collect();
+                guard.clear_ready();
+                events
+            }
+        };
+        for (action, index) in events {
+            match action.as_str() {
+                "add" => known.insert(index),
+                "remove" => known.remove(&index),
+                _ => false,
+            };
+            // This runs on its own thread (see `spawn_udev`), so waiting here for
+            // the PCM nodes blocks nothing else.
+            if !handle(&action, index, &roots, &tx) {
+                return Ok(());
             }
         }
+    }
+}
+
+#[allow(unsafe_code)]
+fn enlarge_buffer(socket: &udev::MonitorSocket) {
+    use udev::AsRaw;
+    // SAFETY: the monitor pointer is valid for as long as `socket` lives, and
+    // setting the buffer size only calls setsockopt on its descriptor.
+    let rc = unsafe {
+        libudev_sys::udev_monitor_set_receive_buffer_size(socket.as_raw(), RECEIVE_BUFFER)
+    };
+    if rc < 0 {
+        tracing::warn!(
+            rc,
+            "cannot enlarge the udev receive buffer; bursts may be lost (and resynchronised)"
+        );
     }
 }
 
@@ -227,6 +273,54 @@ impl Source {
 mod tests {
     use super::*;
     use crate::devices::scan::fixture;
+
+    /// The udev monitor runs here (netlink needs no udevd), but nothing emits
+    /// sound events on this machine: what it finds, it finds by resync.
+    #[test]
+    fn lost_events_are_repaired_by_resync() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = Roots {
+            sysfs: dir.path().join("sys"),
+            procfs: dir.path().join("proc"),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let r = roots.clone();
+        let t = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(watch_udev(r, tx, Duration::from_millis(100)))
+        });
+        std::thread::sleep(Duration::from_millis(150));
+        fixture::usb_card(
+            dir.path(),
+            &fixture::UsbCard {
+                index: 4,
+                card_id: "Mic",
+                port: "1-3",
+                vendor: "1234",
+                product_id: "5678",
+                serial: None,
+                manufacturer: None,
+                product: Some(b"Mic"),
+                stream0: None,
+                capture: true,
+            },
+        );
+        let ev = rx.blocking_recv().unwrap();
+        assert!(
+            matches!(ev, DeviceEvent::Added(ref c) if c.index == 4),
+            "{ev:?}"
+        );
+        fixture::remove_card(dir.path(), 4);
+        assert_eq!(
+            rx.blocking_recv().unwrap(),
+            DeviceEvent::Removed { index: 4 }
+        );
+        drop(rx);
+        assert!(t.join().unwrap().is_ok());
+    }
 
     #[test]
     fn injected_lines() {
