@@ -149,10 +149,7 @@ fn main() -> ExitCode {
             config,
         } => match report_config(config, false) {
             Ok(c) => report(
-                &hark_agent::devices::scan::Roots {
-                    sysfs: sysfs_root,
-                    procfs: procfs_root,
-                },
+                &hark_agent::devices::scan::Roots::tree(sysfs_root, procfs_root),
                 &c,
             ),
             Err(code) => code,
@@ -199,9 +196,12 @@ fn main() -> ExitCode {
                 }
             };
             let devices = hark_agent::devices::watch::Source {
-                roots: hark_agent::devices::scan::Roots {
-                    sysfs: sysfs_root,
-                    procfs: procfs_root,
+                roots: if sysfs_root == std::path::Path::new("/sys")
+                    && procfs_root == std::path::Path::new("/proc")
+                {
+                    hark_agent::devices::scan::Roots::system()
+                } else {
+                    hark_agent::devices::scan::Roots::tree(sysfs_root, procfs_root)
                 },
                 injected: uevents,
             };

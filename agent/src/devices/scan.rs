@@ -17,6 +17,9 @@ use super::identity::{self, Identity, UsbAttrs};
 pub struct Roots {
     pub sysfs: PathBuf,
     pub procfs: PathBuf,
+    /// Where the device nodes are, to check a capture PCM can be opened before it
+    /// is used; `None` for captured trees, which have no device nodes.
+    pub devfs: Option<PathBuf>,
 }
 
 impl Roots {
@@ -24,6 +27,16 @@ impl Roots {
         Roots {
             sysfs: PathBuf::from("/sys"),
             procfs: PathBuf::from("/proc"),
+            devfs: Some(PathBuf::from("/dev")),
+        }
+    }
+
+    /// A captured or fixture tree: `/sys` and `/proc` only.
+    pub fn tree(sysfs: PathBuf, procfs: PathBuf) -> Roots {
+        Roots {
+            sysfs,
+            procfs,
+            devfs: None,
         }
     }
 
@@ -275,10 +288,7 @@ Capture:
 ";
 
     fn roots(dir: &Path) -> Roots {
-        Roots {
-            sysfs: dir.join("sys"),
-            procfs: dir.join("proc"),
-        }
+        Roots::tree(dir.join("sys"), dir.join("proc"))
     }
 
     fn cm108(index: u32, port: &'static str) -> UsbCard<'static> {

@@ -39,12 +39,34 @@ pub fn read_when_ready(roots: &Roots, index: u32) -> Option<Card> {
                 }
             }
             Ok(card) => {
-                if !card.capture_pcms.is_empty() || Instant::now() >= deadline {
+                let ready = card
+                    .capture_pcms
+                    .first()
+                    .is_some_and(|pcm| openable(roots, index, *pcm));
+                if ready || Instant::now() >= deadline {
                     return Some(card);
                 }
             }
         }
         std::thread::sleep(PCM_POLL);
+    }
+}
+
+/// Whether the capture PCM's device node can be opened: udev creates the node and
+/// sets its group after the kernel announced the PCM. Busy counts as openable
+/// (it exists and is permitted; waiting will not free it). Opening a PCM node
+/// without configuring it changes nothing on the device.
+fn openable(roots: &Roots, card: u32, pcm: u32) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(dev) = &roots.devfs else { return true };
+    const O_NONBLOCK: i32 = 0o4000;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(dev.join(format!("snd/pcmC{card}D{pcm}c")))
+    {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() == Some(16), // EBUSY
     }
 }
 
@@ -279,10 +301,7 @@ mod tests {
     #[test]
     fn lost_events_are_repaired_by_resync() {
         let dir = tempfile::tempdir().unwrap();
-        let roots = Roots {
-            sysfs: dir.path().join("sys"),
-            procfs: dir.path().join("proc"),
-        };
+        let roots = Roots::tree(dir.path().join("sys"), dir.path().join("proc"));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let r = roots.clone();
         let t = std::thread::spawn(move || {
@@ -323,6 +342,45 @@ mod tests {
     }
 
     #[test]
+    fn waits_for_the_device_node_when_there_is_a_devfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut roots = Roots::tree(dir.path().join("sys"), dir.path().join("proc"));
+        roots.devfs = Some(dir.path().join("dev"));
+        assert!(!openable(&roots, 1, 0));
+        let d = dir.path().to_path_buf();
+        fixture::usb_card(
+            dir.path(),
+            &fixture::UsbCard {
+                index: 1,
+                card_id: "Mic",
+                port: "1-3",
+                vendor: "1234",
+                product_id: "5678",
+                serial: None,
+                manufacturer: None,
+                product: Some(b"Mic"),
+                stream0: None,
+                capture: true,
+            },
+        );
+        let node = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            std::fs::create_dir_all(d.join("dev/snd")).unwrap();
+            std::fs::write(d.join("dev/snd/pcmC1D0c"), b"").unwrap();
+        });
+        let t = Instant::now();
+        let card = read_when_ready(&roots, 1).unwrap();
+        node.join().unwrap();
+        assert!(openable(&roots, 1, 0));
+        assert_eq!(card.capture_pcms, vec![0]);
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(200) && waited < PCM_WAIT,
+            "{waited:?}"
+        );
+    }
+
+    #[test]
     fn injected_lines() {
         assert_eq!(parse_injected("add 3"), Some(("add".into(), 3)));
         assert_eq!(parse_injected("remove card12"), Some(("remove".into(), 12)));
@@ -333,10 +391,7 @@ mod tests {
     #[test]
     fn waits_for_the_capture_pcm_then_gives_up_on_a_speaker() {
         let dir = tempfile::tempdir().unwrap();
-        let roots = Roots {
-            sysfs: dir.path().join("sys"),
-            procfs: dir.path().join("proc"),
-        };
+        let roots = Roots::tree(dir.path().join("sys"), dir.path().join("proc"));
         // A speaker: no capture PCM ever; returned after the bounded wait.
         fixture::usb_card(
             dir.path(),
