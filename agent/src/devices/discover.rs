@@ -113,9 +113,9 @@ pub fn decide(
         channels: settings.channels,
         max_channels: settings.max_channels(),
     };
-    // USB cards say what they can do; for others GStreamer negotiates with the
-    // driver when the pipeline starts.
-    let (plan, channels) = if card.identity.is_some() {
+    // USB cards say what they can do, other cards were asked through ALSA (when
+    // free); with neither, GStreamer negotiates with the driver at start.
+    let (plan, channels) = if card.identity.is_some() || !card.capture.is_empty() {
         match plan::fit(&card.capture, wish) {
             Ok(p) => {
                 let ch = p.stream_channels;

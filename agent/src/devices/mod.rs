@@ -6,6 +6,7 @@
 
 pub mod asound;
 pub mod discover;
+pub mod hwprobe;
 pub mod identity;
 pub mod ledger;
 pub mod naming;

@@ -44,7 +44,7 @@ pub fn read_when_ready(roots: &Roots, index: u32) -> Option<Card> {
                     .first()
                     .is_some_and(|pcm| openable(roots, index, *pcm));
                 if ready || Instant::now() >= deadline {
-                    return Some(card);
+                    return Some(with_hw_capabilities(roots, card));
                 }
             }
         }
@@ -70,11 +70,30 @@ fn openable(roots: &Roots, card: u32, pcm: u32) -> bool {
     }
 }
 
+/// A card without a USB stream report (not USB) gets its capabilities from ALSA,
+/// if its capture PCM is free; on a captured tree there is nothing to ask.
+fn with_hw_capabilities(roots: &Roots, mut card: Card) -> Card {
+    if card.identity.is_some() || !card.capture.is_empty() || roots.devfs.is_none() {
+        return card;
+    }
+    let Some(pcm) = card.capture_pcms.first() else {
+        return card;
+    };
+    match super::hwprobe::probe(&format!("hw:{},{pcm}", card.index)) {
+        Ok(alt) => card.capture.push(alt),
+        Err(e) => {
+            tracing::info!(card = card.index, reason = %e, "capabilities not probed; negotiated at start")
+        }
+    }
+    card
+}
+
 /// Every card present now.
 pub fn coldplug(roots: &Roots) -> Vec<Card> {
     scan::list_cards(roots)
         .into_iter()
         .filter_map(|i| scan::read_card(roots, i).ok())
+        .map(|c| with_hw_capabilities(roots, c))
         .collect()
 }
 
