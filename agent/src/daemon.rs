@@ -26,6 +26,10 @@ pub enum DaemonError {
     Signals(std::io::Error),
     #[error("cannot start the device watcher: {0}")]
     Devices(std::io::Error),
+    #[error("cannot listen for HTTP on {0}: {1}")]
+    Http(std::net::SocketAddr, std::io::Error),
+    #[error("the HTTP endpoint ended: {0}")]
+    HttpEnded(String),
 }
 
 pub async fn run(config: Config, devices: watch::Source) -> Result<(), DaemonError> {
@@ -67,9 +71,24 @@ pub async fn run(config: Config, devices: watch::Source) -> Result<(), DaemonErr
         sysfs: devices.roots.sysfs.clone(),
         ledger_path,
     };
-    let (supervisor, _snapshot) = Supervisor::new(config.clone(), media.clone(), names, device_io);
+    let (supervisor, snapshot) = Supervisor::new(config.clone(), media.clone(), names, device_io);
 
-    // 5. Devices: the cards present now (named together), then hotplug. The
+    // 5. The HTTP endpoint (loopback unless configured otherwise), bound now so
+    // a taken port is an error at start, not later.
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| DaemonError::Http(config.http.listen, e))?;
+    tracing::info!(listen = %config.http.listen, "HTTP status endpoint listening");
+    let http = tokio::spawn(crate::http::serve(
+        listener,
+        crate::http::Context {
+            snapshot,
+            started,
+            rtsp_port: media.port,
+        },
+    ));
+
+    // 6. Devices: the cards present now (named together), then hotplug. The
     // watcher starts before the coldplug pass, so a card plugged in between is
     // seen twice at worst (handled as a re-announcement), never missed.
     if config.devices.enabled {
@@ -96,7 +115,7 @@ pub async fn run(config: Config, devices: watch::Source) -> Result<(), DaemonErr
         });
     }
 
-    // 6. Forward media reports and signals into the supervisor's one channel.
+    // 7. Forward media reports and signals into the supervisor's one channel.
     let fwd = events_tx.clone();
     tokio::spawn(async move {
         while let Some(ev) = media_rx.recv().await {
@@ -132,15 +151,24 @@ pub async fn run(config: Config, devices: watch::Source) -> Result<(), DaemonErr
         "harkd ready"
     );
 
-    // 7. Run until a shutdown request or a fatal error.
-    let result = supervisor.run(events_rx).await;
+    // 8. Run until a shutdown request or a fatal error.
+    let result = tokio::select! {
+        // The normal path: a signal asked the supervisor to stop (or it failed).
+        r = supervisor.run(events_rx) => r.map_err(DaemonError::from),
+        // The HTTP server is not optional: if it dies, so does the daemon.
+        r = http => Err(DaemonError::HttpEnded(match r {
+            Ok(Ok(())) => "stopped".into(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        })),
+    };
 
-    // 8. Bounded shutdown: end clients, stop pipelines, stop the media thread.
+    // 9. Bounded shutdown: end clients, stop pipelines, stop the media thread.
     let stopping = Instant::now();
     media.shutdown(SHUTDOWN_DEADLINE).await;
     if media_thread.is_finished() {
         let _ = media_thread.join();
     }
     tracing::info!(took_ms = stopping.elapsed().as_millis() as u64, "stopped");
-    result.map_err(Into::into)
+    result
 }

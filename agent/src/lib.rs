@@ -9,5 +9,6 @@ pub mod config;
 pub mod daemon;
 pub mod devices;
 pub mod health;
+pub mod http;
 pub mod media;
 pub mod supervisor;

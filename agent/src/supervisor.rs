@@ -36,8 +36,9 @@ pub enum Event {
     Shutdown,
 }
 
-/// One stream as the outside world sees it.
-#[derive(Debug, Clone, PartialEq)]
+/// One stream as the outside world sees it (field names are part of the HTTP
+/// API: keep them stable).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct StreamStatus {
     pub name: String,
     pub state: &'static str,
@@ -52,12 +53,30 @@ pub struct StreamStatus {
     pub stalls: u64,
     pub failures: u64,
     pub last_error: Option<String>,
+    /// The sound card it captures, for streams that follow a device.
+    pub card: Option<u32>,
+}
+
+/// One sound card the agent has seen.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceStatus {
+    pub card: u32,
+    /// "streaming", "ignored" or "unplayable".
+    pub status: &'static str,
+    pub name: Option<String>,
+    pub reason: Option<String>,
+    pub vendor_product: Option<String>,
+    pub serial: Option<String>,
+    pub manufacturer: Option<String>,
+    pub product: Option<String>,
+    pub port: Option<String>,
 }
 
 /// An immutable picture of the agent, published after every change.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Snapshot {
     pub streams: Vec<StreamStatus>,
+    pub devices: Vec<DeviceStatus>,
 }
 
 impl Snapshot {
@@ -94,6 +113,8 @@ struct Entry {
 struct DeviceState {
     identity: Option<Identity>,
     name: Option<String>,
+    status: &'static str,
+    reason: Option<String>,
 }
 
 /// Where device names are kept and card ids are written.
@@ -203,6 +224,8 @@ impl Supervisor {
                     DeviceState {
                         identity: card.identity.clone(),
                         name: None,
+                        status: "ignored",
+                        reason: Some(reason),
                     },
                 );
             }
@@ -213,6 +236,10 @@ impl Supervisor {
             } => {
                 tracing::warn!(card = index, stream = %assignment.name, reason = %reason, "device cannot be streamed");
                 self.remember(&identity, &assignment, index);
+                if let Some(d) = self.devices.get_mut(&index) {
+                    d.status = "unplayable";
+                    d.reason = Some(reason);
+                }
             }
             Decision::Stream {
                 assignment,
@@ -276,6 +303,8 @@ impl Supervisor {
             DeviceState {
                 identity: Some(identity.clone()),
                 name: Some(a.name.clone()),
+                status: "streaming",
+                reason: None,
             },
         );
     }
@@ -475,6 +504,22 @@ impl Supervisor {
                     stalls: e.health.stalls,
                     failures: e.health.failures,
                     last_error: e.health.last_error.clone(),
+                    card: e.card,
+                })
+                .collect(),
+            devices: self
+                .devices
+                .iter()
+                .map(|(card, d)| DeviceStatus {
+                    card: *card,
+                    status: d.status,
+                    name: d.name.clone(),
+                    reason: d.reason.clone(),
+                    vendor_product: d.identity.as_ref().map(Identity::vendor_product),
+                    serial: d.identity.as_ref().and_then(|i| i.serial.clone()),
+                    manufacturer: d.identity.as_ref().and_then(|i| i.manufacturer.clone()),
+                    product: d.identity.as_ref().and_then(|i| i.product.clone()),
+                    port: d.identity.as_ref().map(|i| i.port_path.clone()),
                 })
                 .collect(),
         };
@@ -602,6 +647,7 @@ mod tests {
             stalls: 0,
             failures: 0,
             last_error: None,
+            card: None,
         }
     }
 
@@ -620,7 +666,11 @@ mod tests {
             ),
         ];
         for (streams, want) in cases {
-            assert_eq!(Snapshot { streams }.summary(), want);
+            let snap = Snapshot {
+                streams,
+                devices: vec![],
+            };
+            assert_eq!(snap.summary(), want);
         }
     }
 }

@@ -23,6 +23,18 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// Puts the test's ports into a config: `@PORT@` (RTSP), and the HTTP endpoint
+/// on its own free port unless the config has an `[http]` table.
+fn fill(config: &str, port: u16, http_port: u16) -> String {
+    let mut text = config
+        .replace("@PORT@", &port.to_string())
+        .replace("@HTTP@", &http_port.to_string());
+    if !text.contains("[http]") {
+        text.push_str(&format!("\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"));
+    }
+    text
+}
+
 #[derive(Default)]
 struct Log {
     lines: Vec<Value>,
@@ -35,6 +47,8 @@ pub struct Harkd {
     pub child: Child,
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The HTTP status endpoint's port.
+    pub http_port: u16,
     log: Arc<(Mutex<Log>, Condvar)>,
 }
 
@@ -53,8 +67,9 @@ impl Harkd {
     pub fn start_with_args(config: &str, env: &[(&str, &str)], args: &[(&str, &str)]) -> Harkd {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let http_port = free_port();
         let path = dir.path().join("hark.toml");
-        std::fs::write(&path, config.replace("@PORT@", &port.to_string())).unwrap();
+        std::fs::write(&path, fill(config, port, http_port)).unwrap();
         let mut cmd = Command::new(HARKD);
         cmd.args(["run", "--log-format", "json", "--config"])
             .arg(&path)
@@ -91,6 +106,7 @@ impl Harkd {
             child,
             dir,
             port,
+            http_port,
             log,
         };
         h.wait_log(Duration::from_secs(10), |v| msg(v) == "harkd ready");

@@ -1,0 +1,303 @@
+//! The tiny HTTP endpoint: `/healthz`, `/api/v1/status` (JSON) and `/metrics`
+//! (Prometheus text exposition format 0.0.4).
+//!
+//! Owns: nothing but its connections. Every answer is computed from the
+//! supervisor's latest snapshot. Bounded on purpose: at most [`MAX_CONNECTIONS`]
+//! at once (more are closed at once), request heads of at most 16 KiB, and a
+//! client must send its request head within [`HEADER_TIMEOUT`] (slow-loris).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::supervisor::Snapshot;
+
+pub const MAX_CONNECTIONS: usize = 64;
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_HEAD: usize = 16 * 1024;
+
+/// What every handler reads.
+pub struct Context {
+    pub snapshot: watch::Receiver<Snapshot>,
+    pub started: Instant,
+    pub rtsp_port: u16,
+}
+
+/// Serves until the listener fails (which ends the daemon).
+pub async fn serve(listener: TcpListener, ctx: Context) -> std::io::Result<()> {
+    let ctx = Arc::new(ctx);
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Full: refuse at once rather than queue without bound.
+            drop(stream);
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(route(&req, &ctx)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .serve_connection(TokioIo::new(stream), service);
+            // Malformed requests and vanished clients end here, and only here.
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "http connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn route(req: &Request<Incoming>, ctx: &Context) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let known = matches!(path, "/healthz" | "/api/v1/status" | "/metrics");
+    if !known {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let snap = ctx.snapshot.borrow().clone();
+    let mut r = match path {
+        "/healthz" => match unhealthy(&snap) {
+            None => text(StatusCode::OK, "ok\n"),
+            Some(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+        },
+        "/api/v1/status" => {
+            let body = status_json(&snap, ctx);
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        _ => match metrics(&snap, ctx) {
+            Ok(body) => {
+                let mut r = text(StatusCode::OK, body);
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                r
+            }
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        },
+    };
+    if req.method() == Method::HEAD {
+        *r.body_mut() = Full::new(Bytes::new());
+    }
+    r
+}
+
+/// `None` when every stream that should run is running; else a one-line reason.
+pub fn unhealthy(snap: &Snapshot) -> Option<String> {
+    let down: Vec<String> = snap
+        .streams
+        .iter()
+        .filter(|s| s.state != "running")
+        .map(|s| match &s.last_error {
+            Some(e) => format!("{} is {} ({e})", s.name, s.state),
+            None => format!("{} is {}", s.name, s.state),
+        })
+        .collect();
+    (!down.is_empty()).then(|| {
+        format!(
+            "{} of {} streams not running: {}",
+            down.len(),
+            snap.streams.len(),
+            down.join("; ")
+        )
+    })
+}
+
+fn status_json(snap: &Snapshot, ctx: &Context) -> String {
+    let body = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "state": if unhealthy(snap).is_none() { "running" } else { "degraded" },
+        "summary": snap.summary(),
+        "uptime_seconds": ctx.started.elapsed().as_secs(),
+        "rtsp_port": ctx.rtsp_port,
+        "streams": snap.streams,
+        "devices": snap.devices,
+    });
+    let mut s = body.to_string();
+    s.push('\n');
+    s
+}
+
+fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> {
+    let reg = Registry::new();
+    let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
+        let g = GaugeVec::new(Opts::new(name, help), labels)?;
+        reg.register(Box::new(g.clone()))?;
+        Ok(g)
+    };
+    let int_gauge =
+        |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            reg.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+    let counter = |name: &str, help: &str| -> Result<IntCounterVec, prometheus::Error> {
+        let c = IntCounterVec::new(Opts::new(name, help), &["stream"])?;
+        reg.register(Box::new(c.clone()))?;
+        Ok(c)
+    };
+    int_gauge("hark_build_info", "harkd version (always 1).", &["version"])?
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    gauge("hark_uptime_seconds", "Seconds since harkd started.", &[])?
+        .with_label_values(&[] as &[&str])
+        .set(ctx.started.elapsed().as_secs_f64());
+    let running = int_gauge(
+        "hark_stream_running",
+        "1 when the stream's audio is flowing.",
+        &["stream"],
+    )?;
+    let state = int_gauge(
+        "hark_stream_state",
+        "The stream's state (1 for the current one): starting, running, stalled, failed.",
+        &["stream", "state"],
+    )?;
+    let clients = int_gauge(
+        "hark_stream_clients",
+        "RTSP clients attached to the stream.",
+        &["stream"],
+    )?;
+    let silent = int_gauge(
+        "hark_stream_silent",
+        "1 when the stream has been silent for the configured time.",
+        &["stream"],
+    )?;
+    let peak = gauge(
+        "hark_stream_peak_dbfs",
+        "Peak level of the loudest channel, dBFS.",
+        &["stream"],
+    )?;
+    let rms = gauge(
+        "hark_stream_rms_dbfs",
+        "RMS level of the loudest channel, dBFS.",
+        &["stream"],
+    )?;
+    let restarts = counter("hark_stream_restarts_total", "Capture pipeline restarts.")?;
+    let stalls = counter("hark_stream_stalls_total", "Times audio stopped flowing.")?;
+    let failures = counter("hark_stream_failures_total", "Capture pipeline errors.")?;
+    for s in &snap.streams {
+        let l = [s.name.as_str()];
+        running
+            .with_label_values(&l)
+            .set(i64::from(s.state == "running"));
+        for st in ["starting", "running", "stalled", "failed"] {
+            state
+                .with_label_values(&[s.name.as_str(), st])
+                .set(i64::from(s.state == st));
+        }
+        clients
+            .with_label_values(&l)
+            .set(i64::try_from(s.clients).unwrap_or(i64::MAX));
+        silent.with_label_values(&l).set(i64::from(s.silent));
+        if let Some(p) = s.peak_dbfs {
+            peak.with_label_values(&l).set(p);
+        }
+        if let Some(r) = s.rms_dbfs {
+            rms.with_label_values(&l).set(r);
+        }
+        restarts.with_label_values(&l).inc_by(s.restarts);
+        stalls.with_label_values(&l).inc_by(s.stalls);
+        failures.with_label_values(&l).inc_by(s.failures);
+    }
+    let info = int_gauge(
+        "hark_device_info",
+        "A sound card harkd has seen (always 1).",
+        &["card", "name", "status", "vendor_product", "serial", "port"],
+    )?;
+    for d in &snap.devices {
+        let card = d.card.to_string();
+        info.with_label_values(&[
+            card.as_str(),
+            d.name.as_deref().unwrap_or(""),
+            d.status,
+            d.vendor_product.as_deref().unwrap_or(""),
+            d.serial.as_deref().unwrap_or(""),
+            d.port.as_deref().unwrap_or(""),
+        ])
+        .set(1);
+    }
+    let mut buf = Vec::new();
+    TextEncoder::new().encode(&reg.gather(), &mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervisor::DeviceStatus;
+
+    #[test]
+    fn hostile_label_values_are_escaped() {
+        let snap = Snapshot {
+            streams: vec![],
+            devices: vec![DeviceStatus {
+                card: 3,
+                status: "streaming",
+                name: Some("mic".into()),
+                reason: None,
+                vendor_product: Some("0d8c:0014".into()),
+                serial: Some("a\"b\\c\nd ü".into()),
+                manufacturer: None,
+                product: None,
+                port: Some("1-1.4".into()),
+            }],
+        };
+        let (_tx, rx) = watch::channel(Snapshot::default());
+        let ctx = Context {
+            snapshot: rx,
+            started: Instant::now(),
+            rtsp_port: 8554,
+        };
+        let text = metrics(&snap, &ctx).unwrap();
+        assert!(text.contains(r#"serial="a\"b\\c\nd ü""#), "{text}");
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let info = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "hark_device_info")
+            .unwrap();
+        assert_eq!(info.labels.get("card"), Some("3"));
+        assert_eq!(info.labels.get("port"), Some("1-1.4"));
+    }
+
+    #[test]
+    fn no_streams_is_healthy() {
+        assert_eq!(unhealthy(&Snapshot::default()), None);
+    }
+}
