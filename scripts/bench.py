@@ -12,13 +12,17 @@ Measures (median of REPS runs each):
   - process start to first successful PLAY (warm GStreamer registry)
   - connect to first RTP packet on a running stream
   - RSS after 300 sessions minus before
+  - HTTP: /healthz and /metrics latency (p50/p99) under bounded load, and the
+    CPU cost of a 1 s scrape with 16 streams relative to the agent's total
   - devices: add event to PLAY, and 1,000 add/remove cycles (RSS, fds, threads),
     from the `--ignored` benchmark in agent/tests/devices.rs
 
 Results: bench-results/bench-<time>.txt (and printed).
 """
+import http.client
 import os
 import statistics
+import threading
 import subprocess
 import sys
 import tempfile
@@ -34,6 +38,7 @@ WINDOW = float(os.environ.get("BENCH_WINDOW", "10"))
 WARMUP = 3.0
 PORT = 28554
 PEER_PORT = 28555
+HTTP_PORT = 28556
 
 out_lines = []
 
@@ -68,7 +73,7 @@ def cpu_percent(pids, window):
 
 
 def harkd_config(n, port):
-    lines = [f'[rtsp]\nbind = "127.0.0.1"\nport = {port}\n']
+    lines = [f'[rtsp]\nbind = "127.0.0.1"\nport = {port}\n\n[http]\nlisten = "127.0.0.1:{HTTP_PORT}"\n']
     for i in range(n):
         lines.append(
             f'[[stream]]\nname = "s{i}"\nsource = "tone"\ntone_hz = {300 + 10 * i}.0\n'
@@ -188,6 +193,68 @@ def churn_rss(tmp):
         stop([h])
 
 
+def http_get(path):
+    c = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=5)
+    t = time.perf_counter()
+    c.request("GET", path)
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return r.status, (time.perf_counter() - t) * 1000.0
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(len(v) * p))]
+
+
+def http_bench(tmp):
+    """Latency under bounded load (8 workers, 2000 requests) with 16 streams and
+    16 clients, then the CPU of a 1 s scrape against no scrape."""
+    h = start_harkd(harkd_config(16, PORT), tmp)
+    clients = []
+    try:
+        for i in range(16):
+            wait_play(f"rtsp://127.0.0.1:{PORT}/s{i}")
+        hold = int(2 * WINDOW + 40)
+        clients = [subprocess.Popen([PROBE, "hold", f"rtsp://127.0.0.1:{PORT}/s{i}", str(hold)],
+                                    stdout=subprocess.DEVNULL) for i in range(16)]
+        time.sleep(WARMUP)
+        lat = {"/healthz": [], "/metrics": []}
+        bad = [0]
+
+        def worker(w):
+            for i in range(250):
+                path = "/healthz" if (w + i) % 2 == 0 else "/metrics"
+                status, ms = http_get(path)
+                if status != 200:
+                    bad[0] += 1
+                lat[path].append(ms)
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        out = {p: (statistics.median(v), pct(v, 0.99)) for p, v in lat.items()}
+        time.sleep(1)
+        # CPU with no scrapes, then with one /metrics + /api/v1/status per second.
+        quiet = cpu_percent([h.pid], 2 * WINDOW)
+        stop_scraping = threading.Event()
+
+        def scraper():
+            while not stop_scraping.wait(1.0):
+                http_get("/metrics")
+                http_get("/api/v1/status")
+        s = threading.Thread(target=scraper)
+        s.start()
+        scraped = cpu_percent([h.pid], 2 * WINDOW)
+        stop_scraping.set()
+        s.join()
+        return out, bad[0], quiet, scraped
+    finally:
+        stop(clients + [h])
+
+
 def main():
     for exe in (HARKD, PROBE):
         if not os.path.exists(exe):
@@ -222,6 +289,13 @@ def main():
         firsts = [r[3] for r in results]
         say(f"connect to first RTP packet, running stream (median of 20 per run): "
             f"{statistics.median(firsts):.1f} ms (runs: {', '.join(f'{x:.1f}' for x in firsts)})")
+        lat, bad, quiet, scraped = http_bench(tmp)
+        for path, (p50, p99) in lat.items():
+            say(f"HTTP {path} under 8 concurrent workers (16 streams playing): p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        say(f"HTTP errors among 2000 requests: {bad}")
+        say(f"harkd CPU, 16 streams + clients: {quiet:.2f} % without scrapes, {scraped:.2f} % with a 1 s "
+            f"/metrics + /api/v1/status scrape; control plane share {(scraped - quiet) / scraped * 100:.1f} % "
+            f"(noise on a shared machine can make this negative)")
         deltas = [r[1] - r[0] for r in results]
         fails = sum(r[2] for r in results)
         say(f"RSS after 300 sessions minus before: {statistics.median(deltas)} KiB "
