@@ -3,6 +3,9 @@
 
 CARGO ?= cargo
 CONFIG ?= configs/dev.toml
+# D-Bus for `make run`: none, session (busctl --user), or system (needs the policy
+# in configs/dbus installed).
+BUS ?= none
 
 .PHONY: all deps build run test lint bench clean
 
@@ -16,7 +19,7 @@ build: deps
 
 # Serves rtsp://127.0.0.1:8554/test-tone (try: ffplay rtsp://127.0.0.1:8554/test-tone).
 run: build
-	./target/release/harkd run --config $(CONFIG)
+	./target/release/harkd run --config $(CONFIG) --bus $(BUS)
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -11,6 +11,8 @@ packages=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-alsa gstreamer1.0-libav
   # tests and benchmark: real RTSP clients, gst-launch, procps (ps), util-linux
   gstreamer1.0-tools ffmpeg procps python3
+  # D-Bus tests: a private dbus-daemon, busctl (systemd), dbus-monitor/dbus-send, setpriv
+  dbus-daemon dbus-bin systemd util-linux
   # benchmark: the record-mode RTSP server standing in for the peers' MediaMTX
   python3-gi gir1.2-gst-rtsp-server-1.0
 )

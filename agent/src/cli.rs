@@ -31,6 +31,16 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BusChoice {
+    /// The system bus (needs configs/dbus/org.hark.Agent1.conf installed).
+    System,
+    /// The session bus (development, tests).
+    Session,
+    /// No D-Bus at all.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines (no timestamps under systemd: the journal adds them).
     Text,
@@ -48,6 +58,9 @@ pub enum Command {
         /// Log output format (stderr). The filter comes from HARK_LOG (default "info").
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// The D-Bus bus to serve org.hark.Agent1 on.
+        #[arg(long, value_enum, default_value_t = BusChoice::System)]
+        bus: BusChoice,
         /// Where sysfs is (for tests and captured trees).
         #[arg(long, default_value = "/sys", hide = true)]
         sysfs_root: PathBuf,

@@ -30,9 +30,17 @@ pub enum DaemonError {
     Http(std::net::SocketAddr, std::io::Error),
     #[error("the HTTP endpoint ended: {0}")]
     HttpEnded(String),
+    #[error("cannot serve org.hark.Agent1 on the {0:?} bus: {1}")]
+    Dbus(crate::dbus::Bus, zbus::Error),
+    #[error("the D-Bus connection ended: {0}")]
+    DbusEnded(String),
 }
 
-pub async fn run(config: Config, devices: watch::Source) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Config,
+    devices: watch::Source,
+    bus: Option<crate::dbus::Bus>,
+) -> Result<(), DaemonError> {
     let started = Instant::now();
     let config = Arc::new(config);
 
@@ -72,6 +80,7 @@ pub async fn run(config: Config, devices: watch::Source) -> Result<(), DaemonErr
         ledger_path,
     };
     let (supervisor, snapshot) = Supervisor::new(config.clone(), media.clone(), names, device_io);
+    let snapshot_for_dbus = snapshot.clone();
 
     // 5. The HTTP endpoint (loopback unless configured otherwise), bound now so
     // a taken port is an error at start, not later.
@@ -115,7 +124,25 @@ pub async fn run(config: Config, devices: watch::Source) -> Result<(), DaemonErr
         });
     }
 
-    // 7. Forward media reports and signals into the supervisor's one channel.
+    // 7. D-Bus: objects served, then the name taken; a bus that was asked for
+    // and cannot be had is an error at start.
+    let url_base = format!("rtsp://{host}:{}/", media.port);
+    let dbus_task = match bus {
+        None => None,
+        Some(b) => {
+            let conn = crate::dbus::connect(b, &snapshot_for_dbus, events_tx.clone(), &url_base)
+                .await
+                .map_err(|e| DaemonError::Dbus(b, e))?;
+            tracing::info!(bus = ?b, name = crate::dbus::BUS_NAME, "D-Bus name taken");
+            Some(tokio::spawn(crate::dbus::run(
+                conn,
+                snapshot_for_dbus,
+                url_base.clone(),
+            )))
+        }
+    };
+
+    // 8. Forward media reports and signals into the supervisor's one channel.
     let fwd = events_tx.clone();
     tokio::spawn(async move {
         while let Some(ev) = media_rx.recv().await {
@@ -151,10 +178,22 @@ pub async fn run(config: Config, devices: watch::Source) -> Result<(), DaemonErr
         "harkd ready"
     );
 
-    // 8. Run until a shutdown request or a fatal error.
+    // 9. Run until a shutdown request or a fatal error.
+    let dbus_ended = async {
+        match dbus_task {
+            Some(t) => t.await,
+            None => std::future::pending().await,
+        }
+    };
     let result = tokio::select! {
         // The normal path: a signal asked the supervisor to stop (or it failed).
         r = supervisor.run(events_rx) => r.map_err(DaemonError::from),
+        // The D-Bus connection is not optional once asked for.
+        r = dbus_ended => Err(DaemonError::DbusEnded(match r {
+            Ok(Ok(())) => "stopped".into(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        })),
         // The HTTP server is not optional: if it dies, so does the daemon.
         r = http => Err(DaemonError::HttpEnded(match r {
             Ok(Ok(())) => "stopped".into(),
@@ -163,7 +202,7 @@ pub async fn run(config: Config, devices: watch::Source) -> Result<(), DaemonErr
         })),
     };
 
-    // 9. Bounded shutdown: end clients, stop pipelines, stop the media thread.
+    // 10. Bounded shutdown: end clients, stop pipelines, stop the media thread.
     let stopping = Instant::now();
     media.shutdown(SHUTDOWN_DEADLINE).await;
     if media_thread.is_finished() {

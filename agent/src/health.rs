@@ -233,6 +233,33 @@ impl StreamHealth {
         }
     }
 
+    /// An operator asked for a restart: stop the pipeline and start a new one now,
+    /// without counting it as a failure or touching the backoff.
+    pub fn restart_now(&mut self, now: Instant) -> Step {
+        let old = self.generation;
+        self.generation += 1;
+        self.restarts += 1;
+        self.phase = Phase::Starting;
+        self.started_at = now;
+        self.running_since = None;
+        self.last_data = None;
+        self.quiet_since = None;
+        self.peak_dbfs = None;
+        self.rms_dbfs = None;
+        self.silent = false;
+        Step {
+            actions: vec![
+                Action::Stop { generation: old },
+                Action::Start {
+                    generation: self.generation,
+                },
+            ],
+            notes: vec![Note::Restarted {
+                generation: self.generation,
+            }],
+        }
+    }
+
     /// Stops the current pipeline and picks when to try again.
     fn schedule_retry(
         &mut self,
@@ -451,6 +478,28 @@ mod tests {
             h.step(input, t, &p, 0.0);
             assert!(!h.silent, "at reading {i}");
         }
+    }
+
+    #[test]
+    fn an_asked_restart_replaces_the_pipeline_without_backoff() {
+        let p = policy();
+        let t0 = Instant::now();
+        let (mut h, _) = StreamHealth::new(t0);
+        h.step(loud(), t0 + ms(100), &p, 0.0);
+        let s = h.restart_now(t0 + ms(200));
+        assert_eq!(
+            s.actions,
+            vec![
+                Action::Stop { generation: 1 },
+                Action::Start { generation: 2 }
+            ]
+        );
+        assert_eq!(
+            (h.phase, h.attempt, h.failures, h.restarts),
+            (Phase::Starting, 0, 0, 1)
+        );
+        h.step(loud(), t0 + ms(300), &p, 0.0);
+        assert_eq!(h.phase, Phase::Running);
     }
 
     #[test]

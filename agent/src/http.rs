@@ -275,6 +275,10 @@ mod tests {
                 manufacturer: None,
                 product: None,
                 port: Some("1-1.4".into()),
+                card_id: "mic".into(),
+                formats: vec!["S16_LE".into()],
+                rates: vec![48_000],
+                channels: 1,
             }],
         };
         let (_tx, rx) = watch::channel(Snapshot::default());

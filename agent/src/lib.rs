@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dbus;
 pub mod devices;
 pub mod health;
 pub mod http;

@@ -173,6 +173,7 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             log_format,
+            bus,
             sysfs_root,
             procfs_root,
             uevents,
@@ -205,7 +206,12 @@ fn main() -> ExitCode {
                 },
                 injected: uevents,
             };
-            match rt.block_on(hark_agent::daemon::run(config, devices)) {
+            let bus = match bus {
+                hark_agent::cli::BusChoice::System => Some(hark_agent::dbus::Bus::System),
+                hark_agent::cli::BusChoice::Session => Some(hark_agent::dbus::Bus::Session),
+                hark_agent::cli::BusChoice::None => None,
+            };
+            match rt.block_on(hark_agent::daemon::run(config, devices, bus)) {
                 Ok(()) => ExitCode::from(exit::OK),
                 Err(e) => {
                     tracing::error!(error = %e, "harkd failed");

@@ -32,13 +32,18 @@ pub enum Event {
     Coldplug(Vec<Card>),
     /// Re-read the config file and apply the difference.
     Reload,
+    /// Restart one stream's capture; the reply says whether the stream exists.
+    RestartStream {
+        name: String,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
     /// Stop every stream and return.
     Shutdown,
 }
 
 /// One stream as the outside world sees it (field names are part of the HTTP
 /// API: keep them stable).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct StreamStatus {
     pub name: String,
     pub state: &'static str,
@@ -70,6 +75,12 @@ pub struct DeviceStatus {
     pub manufacturer: Option<String>,
     pub product: Option<String>,
     pub port: Option<String>,
+    /// The ALSA card id (pinned to the name when that succeeded).
+    pub card_id: String,
+    /// Capture capabilities: sample formats, rates, most channels.
+    pub formats: Vec<String>,
+    pub rates: Vec<u32>,
+    pub channels: u32,
 }
 
 /// An immutable picture of the agent, published after every change.
@@ -115,6 +126,8 @@ struct DeviceState {
     name: Option<String>,
     status: &'static str,
     reason: Option<String>,
+    card_id: String,
+    capture: Vec<crate::devices::asound::AltSetting>,
 }
 
 /// Where device names are kept and card ids are written.
@@ -226,6 +239,8 @@ impl Supervisor {
                         name: None,
                         status: "ignored",
                         reason: Some(reason),
+                        card_id: card.card_id.clone(),
+                        capture: card.capture.clone(),
                     },
                 );
             }
@@ -235,7 +250,7 @@ impl Supervisor {
                 reason,
             } => {
                 tracing::warn!(card = index, stream = %assignment.name, reason = %reason, "device cannot be streamed");
-                self.remember(&identity, &assignment, index);
+                self.remember(&identity, &assignment, &card);
                 if let Some(d) = self.devices.get_mut(&index) {
                     d.status = "unplayable";
                     d.reason = Some(reason);
@@ -247,7 +262,7 @@ impl Supervisor {
                 plan,
                 mut spec,
             } => {
-                self.remember(&identity, &assignment, index);
+                self.remember(&identity, &assignment, &card);
                 let mut card_id = card.card_id.clone();
                 let wanted = discover::alsa_card_id(&assignment.name);
                 if cfg.pin_card_id && wanted != card.card_id {
@@ -278,6 +293,9 @@ impl Supervisor {
                     capture = ?plan.as_ref().map(|p| (p.format.as_str().to_string(), p.capture_rate, p.capture_channels)),
                     "device added"
                 );
+                if let Some(d) = self.devices.get_mut(&index) {
+                    d.card_id = card_id;
+                }
                 self.add_for(spec, Some(index), now);
             }
         }
@@ -289,7 +307,7 @@ impl Supervisor {
         &mut self,
         identity: &Identity,
         a: &crate::devices::naming::Assignment,
-        index: u32,
+        card: &Card,
     ) {
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -299,12 +317,14 @@ impl Supervisor {
             tracing::error!(error = %e, "name ledger not saved");
         }
         self.devices.insert(
-            index,
+            card.index,
             DeviceState {
                 identity: Some(identity.clone()),
                 name: Some(a.name.clone()),
                 status: "streaming",
                 reason: None,
+                card_id: card.card_id.clone(),
+                capture: card.capture.clone(),
             },
         );
     }
@@ -410,6 +430,22 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    fn restart(&mut self, name: &str, now: Instant) -> bool {
+        let Some(e) = self.streams.get_mut(name) else {
+            return false;
+        };
+        let step = e.health.restart_now(now);
+        tracing::info!(
+            stream = name,
+            generation = e.health.generation,
+            "restart requested"
+        );
+        for action in step.actions {
+            self.act(name, action);
+        }
+        true
     }
 
     fn is_current(&self, stream: &str, generation: u64) -> bool {
@@ -520,6 +556,25 @@ impl Supervisor {
                     manufacturer: d.identity.as_ref().and_then(|i| i.manufacturer.clone()),
                     product: d.identity.as_ref().and_then(|i| i.product.clone()),
                     port: d.identity.as_ref().map(|i| i.port_path.clone()),
+                    card_id: d.card_id.clone(),
+                    formats: {
+                        let mut f: Vec<String> = d
+                            .capture
+                            .iter()
+                            .flat_map(|a| a.formats.iter().map(|x| x.as_str().to_string()))
+                            .collect();
+                        f.sort();
+                        f.dedup();
+                        f
+                    },
+                    rates: {
+                        let mut r: Vec<u32> =
+                            d.capture.iter().flat_map(|a| a.rates.listed()).collect();
+                        r.sort_unstable();
+                        r.dedup();
+                        r
+                    },
+                    channels: d.capture.iter().map(|a| a.channels).max().unwrap_or(0),
                 })
                 .collect(),
         };
@@ -564,6 +619,10 @@ impl Supervisor {
                     Some(Event::Device(DeviceEvent::Removed { index })) => self.device_removed(index),
                     Some(Event::Coldplug(cards)) => self.coldplug(cards, Instant::now()),
                     Some(Event::Reload) => self.reload(Instant::now()),
+                    Some(Event::RestartStream { name, reply }) => {
+                        let found = self.restart(&name, Instant::now());
+                        let _ = reply.send(found);
+                    }
                     Some(Event::Shutdown) | None => break,
                 },
                 // Stall deadlines and retry times are checked on a steady tick.

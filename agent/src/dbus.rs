@@ -1,0 +1,443 @@
+//! The D-Bus view of the agent (zbus): `org.hark.Agent1` at `/org/hark/Agent1`
+//! with the standard ObjectManager, and one `org.hark.Device1` object per stream
+//! at `/org/hark/Agent1/device/<escaped name>`.
+//!
+//! Owns: the bus connection and the exported objects, which mirror the
+//! supervisor's snapshot (nothing here is the source of truth). Methods hand
+//! their work to the supervisor through its event channel. Objects are served
+//! before the well-known name is requested, so a client that sees the name finds
+//! the objects. Level properties change on the bus at most once a second.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedObjectPath;
+use zbus::{connection, interface};
+
+use crate::supervisor::{Event, Snapshot, StreamStatus};
+
+pub const BUS_NAME: &str = "org.hark.Agent1";
+pub const ROOT: &str = "/org/hark/Agent1";
+
+/// Which bus to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bus {
+    System,
+    Session,
+}
+
+/// Errors returned to D-Bus callers, as `org.hark.Error.<Variant>`.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.hark.Error")]
+pub enum HarkError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// There is no stream by that name.
+    NoSuchStream(String),
+    /// The agent is shutting down.
+    Unavailable(String),
+}
+
+/// `/org/hark/Agent1/device/<name>`, with every byte outside `[A-Za-z0-9]`
+/// escaped as `_xx` (so `garden-2` becomes `garden_2d2`).
+pub fn device_path(name: &str) -> String {
+    let mut p = format!("{ROOT}/device/");
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() {
+            p.push(char::from(b));
+        } else {
+            p.push_str(&format!("_{b:02x}"));
+        }
+    }
+    p
+}
+
+struct Agent {
+    snap: Snapshot,
+    rtsp_url_base: String,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// The hark microphone agent.
+#[interface(name = "org.hark.Agent1")]
+impl Agent {
+    /// The version of harkd.
+    #[zbus(property)]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+
+    /// "running" when every stream runs, "degraded" otherwise.
+    #[zbus(property)]
+    fn state(&self) -> String {
+        if crate::http::unhealthy(&self.snap).is_none() {
+            "running".into()
+        } else {
+            "degraded".into()
+        }
+    }
+
+    /// How many streams are configured or discovered.
+    #[zbus(property)]
+    fn stream_count(&self) -> u32 {
+        u32::try_from(self.snap.streams.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The start of every stream's URL, e.g. "rtsp://<host>:8554/".
+    #[zbus(property)]
+    fn rtsp_url_base(&self) -> String {
+        self.rtsp_url_base.clone()
+    }
+
+    /// A one-line summary, as in systemctl status.
+    #[zbus(property)]
+    fn summary(&self) -> String {
+        self.snap.summary()
+    }
+
+    /// Re-read the configuration file and apply the difference; streams whose
+    /// settings did not change are not disturbed.
+    async fn reload(&self) -> Result<(), HarkError> {
+        self.events
+            .send(Event::Reload)
+            .map_err(|_| HarkError::Unavailable("the agent is shutting down".into()))
+    }
+
+    /// Restart one stream's capture pipeline now.
+    async fn restart_stream(&self, name: String) -> Result<(), HarkError> {
+        let (reply, wait) = oneshot::channel();
+        self.events
+            .send(Event::RestartStream {
+                name: name.clone(),
+                reply,
+            })
+            .map_err(|_| HarkError::Unavailable("the agent is shutting down".into()))?;
+        match wait.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(HarkError::NoSuchStream(format!("no stream named {name:?}"))),
+            Err(_) => Err(HarkError::Unavailable("the agent is shutting down".into())),
+        }
+    }
+}
+
+/// One stream and, for discovered microphones, its device.
+#[derive(Clone, Default)]
+struct Device {
+    s: StreamStatus,
+    url: String,
+    serial: String,
+    vendor_id: u16,
+    product_id: u16,
+    port_path: String,
+    card_id: String,
+    formats: Vec<String>,
+    rates: Vec<u32>,
+    channels: u32,
+    peak: f64,
+    rms: f64,
+}
+
+impl Device {
+    fn stream(&self) -> &StreamStatus {
+        &self.s
+    }
+}
+
+/// A stream served at rtsp://<host>:<port>/<Name>, and the microphone it captures.
+#[interface(name = "org.hark.Device1")]
+impl Device {
+    /// The stream name (the last part of the URL).
+    #[zbus(property)]
+    fn name(&self) -> String {
+        self.stream().name.clone()
+    }
+    /// The device's serial number ("" when it has none usable).
+    #[zbus(property)]
+    fn serial(&self) -> String {
+        self.serial.clone()
+    }
+    /// USB vendor id (0 for streams that are not a USB device).
+    #[zbus(property)]
+    fn vendor_id(&self) -> u16 {
+        self.vendor_id
+    }
+    /// USB product id.
+    #[zbus(property)]
+    fn product_id(&self) -> u16 {
+        self.product_id
+    }
+    /// The USB port, as the kernel names it ("1-1.4").
+    #[zbus(property)]
+    fn port_path(&self) -> String {
+        self.port_path.clone()
+    }
+    /// ALSA card index (-1 when the stream is not a sound card).
+    #[zbus(property)]
+    fn card(&self) -> i32 {
+        self.stream()
+            .card
+            .map_or(-1, |c| i32::try_from(c).unwrap_or(-1))
+    }
+    /// ALSA card id (pinned to the name when possible).
+    #[zbus(property)]
+    fn card_id(&self) -> String {
+        self.card_id.clone()
+    }
+    /// Sample formats the device captures in.
+    #[zbus(property)]
+    fn formats(&self) -> Vec<String> {
+        self.formats.clone()
+    }
+    /// Sample rates the device captures at (a range is given by its ends).
+    #[zbus(property)]
+    fn rates(&self) -> Vec<u32> {
+        self.rates.clone()
+    }
+    /// Most channels the device captures.
+    #[zbus(property)]
+    fn channels(&self) -> u32 {
+        self.channels
+    }
+    /// The stream's URL.
+    #[zbus(property)]
+    fn stream_url(&self) -> String {
+        self.url.clone()
+    }
+    /// starting, running, stalled or failed.
+    #[zbus(property)]
+    fn stream_state(&self) -> String {
+        self.stream().state.to_string()
+    }
+    /// The codec the stream is encoded with.
+    #[zbus(property)]
+    fn codec(&self) -> String {
+        self.stream().codec.to_string()
+    }
+    /// The stream's sample rate in Hz.
+    #[zbus(property)]
+    fn sample_rate(&self) -> u32 {
+        self.stream().sample_rate
+    }
+    /// RTSP clients attached.
+    #[zbus(property)]
+    fn clients(&self) -> u32 {
+        u32::try_from(self.stream().clients).unwrap_or(u32::MAX)
+    }
+    /// Peak level of the loudest channel, dBFS (-200 when unknown; updated at
+    /// most once a second).
+    #[zbus(property)]
+    fn peak_dbfs(&self) -> f64 {
+        self.peak
+    }
+    /// RMS level of the loudest channel, dBFS (-200 when unknown; at most 1 Hz).
+    #[zbus(property)]
+    fn rms_dbfs(&self) -> f64 {
+        self.rms
+    }
+    /// True when the stream has been silent for the configured time.
+    #[zbus(property)]
+    fn silent(&self) -> bool {
+        self.stream().silent
+    }
+    /// The last error, "" when none.
+    #[zbus(property)]
+    fn last_error(&self) -> String {
+        self.stream().last_error.clone().unwrap_or_default()
+    }
+}
+
+/// Builds a Device from the snapshot (stream plus its card, if any).
+fn device_of(
+    snap: &Snapshot,
+    s: &StreamStatus,
+    url_base: &str,
+    levels: Option<(f64, f64)>,
+) -> Device {
+    let dev = s
+        .card
+        .and_then(|c| snap.devices.iter().find(|d| d.card == c));
+    let (vendor_id, product_id) = dev
+        .and_then(|d| d.vendor_product.as_deref())
+        .and_then(crate::config::parse_vendor_product)
+        .unwrap_or((0, 0));
+    let (peak, rms) =
+        levels.unwrap_or((s.peak_dbfs.unwrap_or(-200.0), s.rms_dbfs.unwrap_or(-200.0)));
+    Device {
+        s: s.clone(),
+        url: format!("{url_base}{}", s.name),
+        serial: dev.and_then(|d| d.serial.clone()).unwrap_or_default(),
+        vendor_id,
+        product_id,
+        port_path: dev.and_then(|d| d.port.clone()).unwrap_or_default(),
+        card_id: dev.map(|d| d.card_id.clone()).unwrap_or_default(),
+        formats: dev.map(|d| d.formats.clone()).unwrap_or_default(),
+        rates: dev.map(|d| d.rates.clone()).unwrap_or_default(),
+        channels: dev.map_or(0, |d| d.channels),
+        peak,
+        rms,
+    }
+}
+
+const LEVEL_EVERY: Duration = Duration::from_secs(1);
+
+/// Connects, serves the root objects and takes the well-known name (in that
+/// order). Call [`run`] next to keep the objects in step with the agent.
+pub async fn connect(
+    bus: Bus,
+    snapshot: &watch::Receiver<Snapshot>,
+    events: mpsc::UnboundedSender<Event>,
+    rtsp_url_base: &str,
+) -> zbus::Result<zbus::Connection> {
+    let agent = Agent {
+        snap: snapshot.borrow().clone(),
+        rtsp_url_base: rtsp_url_base.to_string(),
+        events,
+    };
+    let builder = match bus {
+        Bus::System => connection::Builder::system()?,
+        Bus::Session => connection::Builder::session()?,
+    };
+    // Objects first, name last: whoever sees the name finds the objects.
+    builder
+        .serve_at(ROOT, agent)?
+        .serve_at(ROOT, zbus::fdo::ObjectManager)?
+        .name(BUS_NAME)?
+        .build()
+        .await
+}
+
+/// Mirrors the snapshot onto the bus until the snapshot channel closes.
+pub async fn run(
+    conn: zbus::Connection,
+    mut snapshot: watch::Receiver<Snapshot>,
+    rtsp_url_base: String,
+) -> zbus::Result<()> {
+    let server = conn.object_server();
+    let mut exported: BTreeMap<String, (Device, Instant)> = BTreeMap::new();
+    loop {
+        let snap = snapshot.borrow_and_update().clone();
+        mirror(&conn, &snap, &rtsp_url_base, &mut exported).await?;
+        let agent = server.interface::<_, Agent>(ROOT).await?;
+        let changed = {
+            let mut a = agent.get_mut().await;
+            let old = std::mem::replace(&mut a.snap, snap);
+            (
+                old.streams.len() != a.snap.streams.len(),
+                crate::http::unhealthy(&old).is_none() != crate::http::unhealthy(&a.snap).is_none(),
+                old.summary() != a.snap.summary(),
+            )
+        };
+        {
+            let a = agent.get().await;
+            let em = agent.signal_emitter();
+            if changed.0 {
+                a.stream_count_changed(em).await?;
+            }
+            if changed.1 {
+                a.state_changed(em).await?;
+            }
+            if changed.2 {
+                a.summary_changed(em).await?;
+            }
+        }
+        // Wait for the next change; levels are also re-sent on a 1 s tick.
+        tokio::select! {
+            // The agent changed: mirror it.
+            r = snapshot.changed() => if r.is_err() { return Ok(()) },
+            // Nothing else changed, but levels may be due.
+            _ = tokio::time::sleep(LEVEL_EVERY) => {},
+        }
+    }
+}
+
+/// Adds, removes and updates Device1 objects to match the snapshot, emitting
+/// PropertiesChanged for what changed (levels at most once a second).
+async fn mirror(
+    conn: &zbus::Connection,
+    snap: &Snapshot,
+    url_base: &str,
+    exported: &mut BTreeMap<String, (Device, Instant)>,
+) -> zbus::Result<()> {
+    let server = conn.object_server();
+    let wanted: BTreeMap<&str, &StreamStatus> =
+        snap.streams.iter().map(|s| (s.name.as_str(), s)).collect();
+    let gone: Vec<String> = exported
+        .keys()
+        .filter(|n| !wanted.contains_key(n.as_str()))
+        .cloned()
+        .collect();
+    for name in gone {
+        server.remove::<Device, _>(device_path(&name)).await?;
+        exported.remove(&name);
+    }
+    let now = Instant::now();
+    for (name, s) in wanted {
+        let path = device_path(name);
+        match exported.get_mut(name) {
+            None => {
+                let d = device_of(snap, s, url_base, None);
+                server.at(path.as_str(), d.clone()).await?;
+                exported.insert(name.to_string(), (d, now));
+            }
+            Some((old, levels_at)) => {
+                let send_levels = now.duration_since(*levels_at) >= LEVEL_EVERY;
+                let levels = if send_levels {
+                    None
+                } else {
+                    Some((old.peak, old.rms))
+                };
+                let new = device_of(snap, s, url_base, levels);
+                let iface = server.interface::<_, Device>(path.as_str()).await?;
+                *iface.get_mut().await = new.clone();
+                let em: &SignalEmitter<'_> = iface.signal_emitter();
+                let d = iface.get().await;
+                let (o, n) = (old.stream(), new.stream());
+                if o.state != n.state {
+                    d.stream_state_changed(em).await?;
+                }
+                if o.clients != n.clients {
+                    d.clients_changed(em).await?;
+                }
+                if o.silent != n.silent {
+                    d.silent_changed(em).await?;
+                }
+                if o.last_error != n.last_error {
+                    d.last_error_changed(em).await?;
+                }
+                if send_levels && (old.peak != new.peak || old.rms != new.rms) {
+                    d.peak_dbfs_changed(em).await?;
+                    d.rms_dbfs_changed(em).await?;
+                    *levels_at = now;
+                }
+                drop(d);
+                *old = new;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// For tests and the CLI: the object path of a stream's Device1 object.
+pub fn object_path(name: &str) -> zbus::Result<OwnedObjectPath> {
+    OwnedObjectPath::try_from(device_path(name)).map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_escaped_and_valid() {
+        assert_eq!(device_path("garden"), "/org/hark/Agent1/device/garden");
+        assert_eq!(
+            device_path("garden-2"),
+            "/org/hark/Agent1/device/garden_2d2"
+        );
+        assert_eq!(device_path("a_b"), "/org/hark/Agent1/device/a_5fb");
+        for n in ["usb-pnp-sound-device", "x_y-z", "0"] {
+            object_path(n).unwrap();
+        }
+    }
+}

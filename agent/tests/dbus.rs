@@ -1,0 +1,402 @@
+//! D-Bus against the real binary and a private `dbus-daemon` started by the test:
+//! `busctl` introspection and tree, property values that match the running
+//! streams, GetManagedObjects, objects coming and going with
+//! InterfacesAdded/InterfacesRemoved (seen by `dbus-monitor`), typed errors, and
+//! the shipped policy: anyone may read, only root may call methods.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Harkd, is_event, msg};
+
+/// A private bus: `dbus-daemon` with `config`, listening in `dir`.
+struct Bus {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Bus {
+    fn start(policy: &str) -> Bus {
+        let dir = tempfile::tempdir().unwrap();
+        // Others (the unprivileged caller) must reach the socket.
+        Command::new("chmod")
+            .arg("755")
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        let socket = dir.path().join("bus");
+        let conf = dir.path().join("bus.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>hark-test</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  {policy}
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("unix:"), "dbus-daemon said {line:?}");
+        Bus {
+            child,
+            address: line.trim().to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// A bus like a session bus: everyone may do anything.
+    fn open() -> Bus {
+        Bus::start(
+            r#"<policy context="default"><allow user="*"/><allow own="*"/><allow send_type="method_call"/><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/></policy>"#,
+        )
+    }
+
+    fn busctl(&self, args: &[&str]) -> (bool, String) {
+        self.busctl_as(None, args)
+    }
+
+    /// Runs busctl, as root or as an unprivileged uid.
+    fn busctl_as(&self, uid: Option<u32>, args: &[&str]) -> (bool, String) {
+        let mut cmd = match uid {
+            None => Command::new("busctl"),
+            Some(u) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={u}"),
+                    &format!("--regid={u}"),
+                    "--clear-groups",
+                    "busctl",
+                ]);
+                c
+            }
+        };
+        let out = cmd
+            .arg(format!("--address={}", self.address))
+            .args(["--no-pager"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    fn harkd(&self, config: &str) -> Harkd {
+        Harkd::start_with_args(
+            config,
+            &[("DBUS_SESSION_BUS_ADDRESS", &self.address)],
+            &[("--bus", "session")],
+        )
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TONE: &str = "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n[devices]\nenabled = false\n\n[[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn busctl_sees_the_agent_its_streams_and_typed_errors() {
+    let bus = Bus::open();
+    let h = bus.harkd(TONE);
+    h.wait_log(Duration::from_secs(10), |v| msg(v) == "D-Bus name taken");
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "tone")
+    });
+
+    let (ok, out) = bus.busctl(&["introspect", "org.hark.Agent1", "/org/hark/Agent1"]);
+    assert!(ok, "{out}");
+    for want in [
+        "org.hark.Agent1",
+        "org.freedesktop.DBus.ObjectManager",
+        ".Reload",
+        ".RestartStream",
+        ".Version",
+        ".State",
+        ".StreamCount",
+        ".RtspUrlBase",
+        "interface",
+        "method",
+        "property",
+    ] {
+        assert!(out.contains(want), "introspect lacks {want}:\n{out}");
+    }
+    let (ok, out) = bus.busctl(&["tree", "org.hark.Agent1"]);
+    assert!(ok && out.contains("/org/hark/Agent1/device/tone"), "{out}");
+
+    let get = |path: &str, iface: &str, prop: &str| {
+        let (ok, out) = bus.busctl(&["get-property", "org.hark.Agent1", path, iface, prop]);
+        assert!(ok, "{prop}: {out}");
+        out.trim().to_string()
+    };
+    assert_eq!(
+        get("/org/hark/Agent1", "org.hark.Agent1", "Version"),
+        format!("s \"{}\"", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        get("/org/hark/Agent1", "org.hark.Agent1", "StreamCount"),
+        "u 1"
+    );
+    assert_eq!(
+        get("/org/hark/Agent1", "org.hark.Agent1", "RtspUrlBase"),
+        format!("s \"rtsp://127.0.0.1:{}/\"", h.port)
+    );
+    wait_for("State running", || {
+        get("/org/hark/Agent1", "org.hark.Agent1", "State") == "s \"running\""
+    });
+    let dev = "/org/hark/Agent1/device/tone";
+    assert_eq!(get(dev, "org.hark.Device1", "Name"), "s \"tone\"");
+    assert_eq!(get(dev, "org.hark.Device1", "StreamState"), "s \"running\"");
+    assert_eq!(get(dev, "org.hark.Device1", "SampleRate"), "u 48000");
+    assert_eq!(get(dev, "org.hark.Device1", "Codec"), "s \"opus\"");
+    assert_eq!(get(dev, "org.hark.Device1", "Card"), "i -1");
+    assert_eq!(
+        get(dev, "org.hark.Device1", "StreamUrl"),
+        format!("s \"rtsp://127.0.0.1:{}/tone\"", h.port)
+    );
+    wait_for("a level near -12 dBFS", || {
+        let v = get(dev, "org.hark.Device1", "PeakDbfs");
+        v.strip_prefix("d ")
+            .and_then(|x| x.parse::<f64>().ok())
+            .is_some_and(|p| (p + 12.0).abs() < 1.0)
+    });
+
+    let (ok, out) = bus.busctl(&[
+        "call",
+        "org.hark.Agent1",
+        "/org/hark/Agent1",
+        "org.freedesktop.DBus.ObjectManager",
+        "GetManagedObjects",
+    ]);
+    assert!(
+        ok && out.contains("/org/hark/Agent1/device/tone") && out.contains("org.hark.Device1"),
+        "{out}"
+    );
+
+    let (ok, out) = bus.busctl(&[
+        "call",
+        "org.hark.Agent1",
+        "/org/hark/Agent1",
+        "org.hark.Agent1",
+        "RestartStream",
+        "s",
+        "nope",
+    ]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("no stream named \"nope\""), "{out}");
+    // busctl names the error: check it through dbus-send, which prints the name.
+    let out = Command::new("dbus-send")
+        .arg(format!("--bus={}", bus.address))
+        .args([
+            "--print-reply",
+            "--dest=org.hark.Agent1",
+            "/org/hark/Agent1",
+            "org.hark.Agent1.RestartStream",
+            "string:nope",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("org.hark.Error.NoSuchStream"),
+        "{out:?}"
+    );
+
+    let mark = h.mark();
+    let (ok, out) = bus.busctl(&[
+        "call",
+        "org.hark.Agent1",
+        "/org/hark/Agent1",
+        "org.hark.Agent1",
+        "RestartStream",
+        "s",
+        "tone",
+    ]);
+    assert!(ok, "{out}");
+    h.wait_log_after(mark, Duration::from_secs(5), |v| {
+        is_event(v, "restart requested", "tone")
+    });
+    h.wait_log_after(mark, Duration::from_secs(5), |v| {
+        is_event(v, "audio is flowing", "tone")
+    });
+}
+
+#[test]
+fn objects_come_and_go_with_interfaces_added_and_removed() {
+    let bus = Bus::open();
+    let h = bus.harkd(TONE);
+    h.wait_log(Duration::from_secs(10), |v| msg(v) == "D-Bus name taken");
+    let mut monitor = Command::new("dbus-monitor")
+        .args(["--address", &bus.address])
+        .arg("type='signal',interface='org.freedesktop.DBus.ObjectManager'")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let s2 = seen.clone();
+    let out = monitor.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            s2.lock().unwrap().push_str(&line);
+            s2.lock().unwrap().push('\n');
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let extra = format!("{TONE}\n[[stream]]\nname = \"extra-1\"\nsource = \"tone\"\n");
+    h.reload(&extra);
+    let path = "/org/hark/Agent1/device/extra_2d1";
+    wait_for("InterfacesAdded", || {
+        let s = seen.lock().unwrap();
+        s.contains("member=InterfacesAdded") && s.contains(path) && s.contains("org.hark.Device1")
+    });
+    let (ok, out) = bus.busctl(&["tree", "org.hark.Agent1"]);
+    assert!(ok && out.contains(path), "{out}");
+    h.reload(TONE);
+    wait_for("InterfacesRemoved", || {
+        let s = seen.lock().unwrap();
+        s.contains("member=InterfacesRemoved") && s.matches(path).count() >= 2
+    });
+    let (_, out) = bus.busctl(&["tree", "org.hark.Agent1"]);
+    assert!(!out.contains(path), "{out}");
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+}
+
+#[test]
+fn the_shipped_policy_lets_anyone_read_and_only_root_act() {
+    let policy_file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/dbus/org.hark.Agent1.conf");
+    // A system-bus-like default (deny unless allowed), the shipped file, and, for
+    // this test only, root may own the name (harkd runs as root here; on the
+    // appliance it is the hark user, which the shipped file allows).
+    let bus = Bus::start(&format!(
+        r#"<policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_destination="org.freedesktop.DBus"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="*"/>
+  </policy>
+  <policy user="root"><allow own="org.hark.Agent1"/></policy>
+  <include>{}</include>"#,
+        policy_file.display()
+    ));
+    let h = bus.harkd(TONE);
+    h.wait_log(Duration::from_secs(10), |v| msg(v) == "D-Bus name taken");
+    let nobody = Some(65534);
+    let (ok, out) = bus.busctl_as(
+        nobody,
+        &[
+            "get-property",
+            "org.hark.Agent1",
+            "/org/hark/Agent1",
+            "org.hark.Agent1",
+            "Version",
+        ],
+    );
+    assert!(ok, "an unprivileged reader was refused: {out}");
+    let (ok, out) = bus.busctl_as(
+        nobody,
+        &["introspect", "org.hark.Agent1", "/org/hark/Agent1"],
+    );
+    assert!(ok && out.contains("RestartStream"), "{out}");
+    let (ok, out) = bus.busctl_as(
+        nobody,
+        &[
+            "call",
+            "org.hark.Agent1",
+            "/org/hark/Agent1",
+            "org.hark.Agent1",
+            "RestartStream",
+            "s",
+            "tone",
+        ],
+    );
+    assert!(
+        !ok && out.contains("ccess denied"),
+        "an unprivileged caller could restart: {out}"
+    );
+    let (ok, out) = bus.busctl_as(
+        nobody,
+        &[
+            "call",
+            "org.hark.Agent1",
+            "/org/hark/Agent1",
+            "org.hark.Agent1",
+            "Reload",
+        ],
+    );
+    assert!(!ok && out.contains("ccess denied"), "{out}");
+    let (ok, out) = bus.busctl(&[
+        "call",
+        "org.hark.Agent1",
+        "/org/hark/Agent1",
+        "org.hark.Agent1",
+        "RestartStream",
+        "s",
+        "tone",
+    ]);
+    assert!(ok, "root was refused: {out}");
+    // Nobody but the owner may take the name.
+    let (ok, _) = bus.busctl_as(
+        nobody,
+        &[
+            "call",
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus",
+            "RequestName",
+            "su",
+            "org.hark.Agent1",
+            "0",
+        ],
+    );
+    assert!(!ok);
+}
