@@ -10,120 +10,12 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Harkd, is_event, msg};
-
-/// A private bus: `dbus-daemon` with `config`, listening in `dir`.
-struct Bus {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Bus {
-    fn start(policy: &str) -> Bus {
-        let dir = tempfile::tempdir().unwrap();
-        // Others (the unprivileged caller) must reach the socket.
-        Command::new("chmod")
-            .arg("755")
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        let socket = dir.path().join("bus");
-        let conf = dir.path().join("bus.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>hark-test</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  {policy}
-</busconfig>
-"#,
-                socket.display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", conf.display()))
-            .args(["--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dbus-daemon");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("unix:"), "dbus-daemon said {line:?}");
-        Bus {
-            child,
-            address: line.trim().to_string(),
-            _dir: dir,
-        }
-    }
-
-    /// A bus like a session bus: everyone may do anything.
-    fn open() -> Bus {
-        Bus::start(
-            r#"<policy context="default"><allow user="*"/><allow own="*"/><allow send_type="method_call"/><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/></policy>"#,
-        )
-    }
-
-    fn busctl(&self, args: &[&str]) -> (bool, String) {
-        self.busctl_as(None, args)
-    }
-
-    /// Runs busctl, as root or as an unprivileged uid.
-    fn busctl_as(&self, uid: Option<u32>, args: &[&str]) -> (bool, String) {
-        let mut cmd = match uid {
-            None => Command::new("busctl"),
-            Some(u) => {
-                let mut c = Command::new("setpriv");
-                c.args([
-                    &format!("--reuid={u}"),
-                    &format!("--regid={u}"),
-                    "--clear-groups",
-                    "busctl",
-                ]);
-                c
-            }
-        };
-        let out = cmd
-            .arg(format!("--address={}", self.address))
-            .args(["--no-pager"])
-            .args(args)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-
-    fn harkd(&self, config: &str) -> Harkd {
-        Harkd::start_with_args(
-            config,
-            &[("DBUS_SESSION_BUS_ADDRESS", &self.address)],
-            &[("--bus", "session")],
-        )
-    }
-}
-
-impl Drop for Bus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::bus::Bus;
+use common::{is_event, msg};
 
 const TONE: &str = "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n[devices]\nenabled = false\n\n[[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
 

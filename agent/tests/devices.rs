@@ -49,11 +49,12 @@ impl Rig {
                 .unwrap()
                 .success()
         );
-        Self::start_in(tree)
+        Self::start_in(tree, None)
     }
 
-    /// Starts harkd on an existing tree (cards already in it are coldplugged).
-    fn start_in(tree: tempfile::TempDir) -> Rig {
+    /// Starts harkd on an existing tree (cards already in it are coldplugged),
+    /// on a private D-Bus bus if one is given.
+    fn start_in(tree: tempfile::TempDir, bus: Option<&common::bus::Bus>) -> Rig {
         let mic = FifoMic::new(700.0, 0.25);
         let fifo = tree.path().join("uevents");
         let state = tree.path().join("state");
@@ -66,16 +67,17 @@ impl Rig {
         let sys = tree.path().join("sys");
         let proc = tree.path().join("proc");
         let fifo_s = fifo.display().to_string();
-        let args = [
+        let mut args = vec![
             ("--sysfs-root", sys.to_str().unwrap()),
             ("--procfs-root", proc.to_str().unwrap()),
             ("--uevents", fifo_s.as_str()),
         ];
-        let h = Harkd::start_with_args(
-            &config,
-            &[("ALSA_CONFIG_PATH", &mic.alsa_config_path)],
-            &args,
-        );
+        let mut env = vec![("ALSA_CONFIG_PATH", mic.alsa_config_path.as_str())];
+        if let Some(b) = bus {
+            args.push(("--bus", "session"));
+            env.push(("DBUS_SESSION_BUS_ADDRESS", b.address.as_str()));
+        }
+        let h = Harkd::start_with_args(&config, &env, &args);
         // Opening the FIFO for writing waits for harkd to open it for reading.
         let events = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
         Rig {
@@ -255,7 +257,7 @@ fn serialless_twins_are_told_apart_by_port_and_names_survive_a_restart() {
     std::fs::rename(&a, &tmp).unwrap();
     std::fs::rename(&b, &a).unwrap();
     std::fs::rename(&tmp, &b).unwrap();
-    let rig = Rig::start_in(tree);
+    let rig = Rig::start_in(tree, None);
     let added = rig.h.wait_log(Duration::from_secs(5), |v| {
         msg(v) == "device added" && v["port"] == "1-1.3"
     });
@@ -277,6 +279,88 @@ fn serialless_twins_are_told_apart_by_port_and_names_survive_a_restart() {
     rig.h.wait_log(Duration::from_secs(5), |v| {
         is_event(v, "audio is flowing", "usb-pnp-sound-device")
     });
+}
+
+/// A plugged mic appears on D-Bus with its device's properties (InterfacesAdded),
+/// and goes away on unplug (InterfacesRemoved).
+#[test]
+fn a_plugged_mic_appears_on_dbus_and_leaves_on_unplug() {
+    use std::io::{BufRead, BufReader};
+    let bus = common::bus::Bus::open();
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tree.path().join("sys/class/sound")).unwrap();
+    std::fs::create_dir_all(tree.path().join("proc/asound")).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(tree.path().join("uevents"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut rig = Rig::start_in(tree, Some(&bus));
+    rig.h
+        .wait_log(Duration::from_secs(10), |v| msg(v) == "D-Bus name taken");
+    let mut monitor = std::process::Command::new("dbus-monitor")
+        .args(["--address", &bus.address])
+        .arg("type='signal',interface='org.freedesktop.DBus.ObjectManager'")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let s2 = seen.clone();
+    let out = monitor.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            s2.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let path = "/org/hark/Agent1/device/usb_2dpnp_2dsound_2ddevice";
+    let wait = |what: &str, f: &dyn Fn(&str) -> bool| {
+        let t = Instant::now();
+        while !f(&seen.lock().unwrap()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no {what}:\n{}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    rig.plug(1, "1-1.4", Some(b"SN-0001"));
+    wait("InterfacesAdded", &|s| {
+        s.contains("member=InterfacesAdded") && s.contains(path)
+    });
+    let get = |prop: &str| {
+        bus.busctl(&[
+            "get-property",
+            "org.hark.Agent1",
+            path,
+            "org.hark.Device1",
+            prop,
+        ])
+        .1
+        .trim()
+        .to_string()
+    };
+    assert_eq!(get("Serial"), "s \"SN-0001\"");
+    assert_eq!(get("VendorId"), format!("q {}", 0x0d8c));
+    assert_eq!(get("ProductId"), format!("q {}", 0x013c));
+    assert_eq!(get("PortPath"), "s \"1-1.4\"");
+    assert_eq!(get("Card"), "i 1");
+    assert_eq!(get("CardId"), "s \"usb_pnp_sound_d\"");
+    assert_eq!(get("Formats"), "as 1 \"S16_LE\"");
+    assert_eq!(get("Rates"), "au 2 44100 48000");
+    assert_eq!(get("Channels"), "u 1");
+    rig.unplug(1);
+    wait("InterfacesRemoved", &|s| {
+        s.contains("member=InterfacesRemoved") && s.matches(path).count() >= 2
+    });
+    let (_, tree) = bus.busctl(&["tree", "org.hark.Agent1"]);
+    assert!(!tree.contains(path), "{tree}");
+    let _ = monitor.kill();
+    let _ = monitor.wait();
 }
 
 /// Benchmark, run by `make bench` (`--ignored`): time from a card's add event to

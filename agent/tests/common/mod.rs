@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bus;
 pub mod rtsp_client;
 
 use std::io::{BufRead, BufReader, Write};
