@@ -34,6 +34,8 @@ pub enum DaemonError {
     Dbus(crate::dbus::Bus, zbus::Error),
     #[error("the D-Bus connection ended: {0}")]
     DbusEnded(String),
+    #[error("the device watcher ended")]
+    WatcherEnded,
 }
 
 pub async fn run(
@@ -100,17 +102,15 @@ pub async fn run(
     // 6. Devices: the cards present now (named together), then hotplug. The
     // watcher starts before the coldplug pass, so a card plugged in between is
     // seen twice at worst (handled as a re-announcement), never missed.
+    let mut watcher_ended = None;
     if config.devices.enabled {
         let (dev_tx, mut dev_rx) = mpsc::unbounded_channel();
-        match &devices.injected {
-            Some(path) => {
-                watch::spawn_injected(path.clone(), devices.roots.clone(), dev_tx)
-                    .map_err(DaemonError::Devices)?;
-            }
-            None => {
-                watch::spawn_udev(devices.roots.clone(), dev_tx).map_err(DaemonError::Devices)?;
-            }
+        let ended = match &devices.injected {
+            Some(path) => watch::spawn_injected(path.clone(), devices.roots.clone(), dev_tx),
+            None => watch::spawn_udev(devices.roots.clone(), dev_tx),
         }
+        .map_err(DaemonError::Devices)?;
+        watcher_ended = Some(ended);
         let cards = watch::coldplug(&devices.roots);
         tracing::info!(cards = cards.len(), source = %devices.describe(), "devices watched");
         let _ = events_tx.send(Event::Coldplug(cards));
@@ -179,6 +179,14 @@ pub async fn run(
     );
 
     // 9. Run until a shutdown request or a fatal error.
+    let watcher_gone = async {
+        match watcher_ended {
+            Some(ended) => {
+                let _ = ended.await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     let dbus_ended = async {
         match dbus_task {
             Some(t) => t.await,
@@ -188,6 +196,8 @@ pub async fn run(
     let result = tokio::select! {
         // The normal path: a signal asked the supervisor to stop (or it failed).
         r = supervisor.run(events_rx) => r.map_err(DaemonError::from),
+        // Without its device watcher the agent would miss every plug: restart.
+        () = watcher_gone => Err(DaemonError::WatcherEnded),
         // The D-Bus connection is not optional once asked for.
         r = dbus_ended => Err(DaemonError::DbusEnded(match r {
             Ok(Ok(())) => "stopped".into(),

@@ -132,10 +132,12 @@ pub fn spawn_injected(
     path: PathBuf,
     roots: Roots,
     tx: UnboundedSender<DeviceEvent>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<Ended> {
+    let (alive, ended) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new()
         .name("hark-uevents".into())
         .spawn(move || {
+            let _alive = alive;
             loop {
                 // A FIFO: open blocks until a writer comes; EOF when it leaves.
                 let file = match std::fs::File::open(&path) {
@@ -161,32 +163,46 @@ pub fn spawn_injected(
                     return;
                 }
             }
-        })
+        })?;
+    Ok(ended)
 }
+
+/// Resolves (with an error) when a watcher thread has ended, for whatever
+/// reason, panics included: the daemon must not go on without hotplug.
+pub type Ended = tokio::sync::oneshot::Receiver<()>;
 
 /// Starts the udev monitor on its own thread ("hark-udev"): libudev's monitor is
 /// not thread-safe, so it lives and dies on one thread with a small event loop.
-pub fn spawn_udev(
+pub fn spawn_udev(roots: Roots, tx: UnboundedSender<DeviceEvent>) -> std::io::Result<Ended> {
+    spawn_udev_every(roots, tx, RESYNC)
+}
+
+fn spawn_udev_every(
     roots: Roots,
     tx: UnboundedSender<DeviceEvent>,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+    resync: Duration,
+) -> std::io::Result<Ended> {
+    let (alive, ended) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new()
         .name("hark-udev".into())
         .spawn(move || {
+            // Dropped when this thread ends, by return or by panic.
+            let _alive = alive;
             let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_io()
+                .enable_all()
                 .build()
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot start the udev event loop; hotplug is off");
+                    tracing::error!(error = %e, "cannot start the udev event loop");
                     return;
                 }
             };
-            if let Err(e) = rt.block_on(watch_udev(roots, tx, RESYNC)) {
-                tracing::error!(error = %e, "udev monitor failed; hotplug is off");
+            if let Err(e) = rt.block_on(watch_udev(roots, tx, resync)) {
+                tracing::error!(error = %e, "udev monitor failed");
             }
-        })
+        })?;
+    Ok(ended)
 }
 
 /// How often the cards present are compared with what events said, to repair
@@ -322,14 +338,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let roots = Roots::tree(dir.path().join("sys"), dir.path().join("proc"));
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let r = roots.clone();
-        let t = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(watch_udev(r, tx, Duration::from_millis(100)))
-        });
+        // The same thread and event loop harkd runs, only a faster resync.
+        let mut ended = spawn_udev_every(roots.clone(), tx, Duration::from_millis(100)).unwrap();
         std::thread::sleep(Duration::from_millis(150));
         fixture::usb_card(
             dir.path(),
@@ -356,8 +366,21 @@ mod tests {
             rx.blocking_recv().unwrap(),
             DeviceEvent::Removed { index: 4 }
         );
+        assert!(
+            ended
+                .try_recv()
+                .is_err_and(|e| e == tokio::sync::oneshot::error::TryRecvError::Empty)
+        );
         drop(rx);
-        assert!(t.join().unwrap().is_ok());
+        // With nobody to report to, the watcher ends (at its next wake-up).
+        let t = Instant::now();
+        while !matches!(
+            ended.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        ) {
+            assert!(t.elapsed() < Duration::from_secs(5), "watcher did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
