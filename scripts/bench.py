@@ -87,7 +87,7 @@ def start_harkd(cfg_text, tmp):
     with open(path, "w") as f:
         f.write(cfg_text)
     env = dict(os.environ, HARK_LOG="warn")
-    return subprocess.Popen([HARKD, "run", "--config", path], env=env,
+    return subprocess.Popen([HARKD, "run", "--config", path, "--bus", "none"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -165,7 +165,7 @@ def startup_to_play(tmp):
         f.write(harkd_config(1, PORT))
     env = dict(os.environ, HARK_LOG="warn")
     t0 = time.monotonic()
-    h = subprocess.Popen([HARKD, "run", "--config", cfg], env=env,
+    h = subprocess.Popen([HARKD, "run", "--config", cfg, "--bus", "none"], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t1 = time.monotonic()
     try:
