@@ -8,10 +8,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::bus::Bus;
@@ -160,42 +158,21 @@ fn objects_come_and_go_with_interfaces_added_and_removed() {
     let bus = Bus::open();
     let h = bus.harkd(TONE);
     h.wait_log(Duration::from_secs(10), |v| msg(v) == "D-Bus name taken");
-    let mut monitor = Command::new("dbus-monitor")
-        .args(["--address", &bus.address])
-        .arg("type='signal',interface='org.freedesktop.DBus.ObjectManager'")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let seen = Arc::new(Mutex::new(String::new()));
-    let s2 = seen.clone();
-    let out = monitor.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            s2.lock().unwrap().push_str(&line);
-            s2.lock().unwrap().push('\n');
-        }
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let monitor = bus.monitor_object_manager();
     let extra = format!("{TONE}\n[[stream]]\nname = \"extra-1\"\nsource = \"tone\"\n");
     h.reload(&extra);
     let path = "/org/hark/Agent1/device/extra_2d1";
-    wait_for("InterfacesAdded", || {
-        let s = seen.lock().unwrap();
+    monitor.wait_for("InterfacesAdded", |s| {
         s.contains("member=InterfacesAdded") && s.contains(path) && s.contains("org.hark.Device1")
     });
     let (ok, out) = bus.busctl(&["tree", "org.hark.Agent1"]);
     assert!(ok && out.contains(path), "{out}");
     h.reload(TONE);
-    wait_for("InterfacesRemoved", || {
-        let s = seen.lock().unwrap();
+    monitor.wait_for("InterfacesRemoved", |s| {
         s.contains("member=InterfacesRemoved") && s.matches(path).count() >= 2
     });
     let (_, out) = bus.busctl(&["tree", "org.hark.Agent1"]);
     assert!(!out.contains(path), "{out}");
-    let _ = monitor.kill();
-    let _ = monitor.wait();
 }
 
 #[test]

@@ -14,21 +14,6 @@ use std::time::{Duration, Instant};
 use common::{FifoMic, Harkd, ffmpeg_pull, is_event, msg};
 use hark_agent::devices::scan::fixture;
 
-const STREAM0: &str = "\
-C-Media Electronics Inc. USB PnP Sound Device at usb-0000:00:14.0-1.4, full speed : USB Audio
-
-Capture:
-  Status: Stop
-  Interface 2
-    Altset 1
-    Format: S16_LE
-    Channels: 1
-    Endpoint: 0x82 (2 IN) (ADAPTIVE)
-    Rates: 48000, 44100
-    Bits: 16
-    Channel map: MONO
-";
-
 struct Rig {
     mic: FifoMic,
     tree: tempfile::TempDir,
@@ -100,7 +85,7 @@ impl Rig {
                 serial,
                 manufacturer: Some(b"C-Media Electronics Inc."),
                 product: Some(b"USB PnP Sound Device"),
-                stream0: Some(STREAM0),
+                stream0: Some(fixture::CM108_STREAM0),
                 capture: true,
             },
         );
@@ -285,7 +270,6 @@ fn serialless_twins_are_told_apart_by_port_and_names_survive_a_restart() {
 /// and goes away on unplug (InterfacesRemoved).
 #[test]
 fn a_plugged_mic_appears_on_dbus_and_leaves_on_unplug() {
-    use std::io::{BufRead, BufReader};
     let bus = common::bus::Bus::open();
     let tree = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(tree.path().join("sys/class/sound")).unwrap();
@@ -300,36 +284,10 @@ fn a_plugged_mic_appears_on_dbus_and_leaves_on_unplug() {
     let mut rig = Rig::start_in(tree, Some(&bus));
     rig.h
         .wait_log(Duration::from_secs(10), |v| msg(v) == "D-Bus name taken");
-    let mut monitor = std::process::Command::new("dbus-monitor")
-        .args(["--address", &bus.address])
-        .arg("type='signal',interface='org.freedesktop.DBus.ObjectManager'")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let s2 = seen.clone();
-    let out = monitor.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            s2.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    std::thread::sleep(Duration::from_millis(500));
+    let monitor = bus.monitor_object_manager();
     let path = "/org/hark/Agent1/device/usb_2dpnp_2dsound_2ddevice";
-    let wait = |what: &str, f: &dyn Fn(&str) -> bool| {
-        let t = Instant::now();
-        while !f(&seen.lock().unwrap()) {
-            assert!(
-                t.elapsed() < Duration::from_secs(10),
-                "no {what}:\n{}",
-                seen.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     rig.plug(1, "1-1.4", Some(b"SN-0001"));
-    wait("InterfacesAdded", &|s| {
+    monitor.wait_for("InterfacesAdded", |s| {
         s.contains("member=InterfacesAdded") && s.contains(path)
     });
     let get = |prop: &str| {
@@ -354,13 +312,11 @@ fn a_plugged_mic_appears_on_dbus_and_leaves_on_unplug() {
     assert_eq!(get("Rates"), "au 2 44100 48000");
     assert_eq!(get("Channels"), "u 1");
     rig.unplug(1);
-    wait("InterfacesRemoved", &|s| {
+    monitor.wait_for("InterfacesRemoved", |s| {
         s.contains("member=InterfacesRemoved") && s.matches(path).count() >= 2
     });
     let (_, tree) = bus.busctl(&["tree", "org.hark.Agent1"]);
     assert!(!tree.contains(path), "{tree}");
-    let _ = monitor.kill();
-    let _ = monitor.wait();
 }
 
 /// Benchmark, run by `make bench` (`--ignored`): time from a card's add event to

@@ -173,6 +173,33 @@ pub fn read_card(roots: &Roots, index: u32) -> Result<Card, ScanError> {
 pub mod fixture {
     use std::path::Path;
 
+    /// The stream file of a CM108-style USB adapter (mono capture at 44.1 and
+    /// 48 kHz, stereo playback), in the kernel's `proc.c` layout.
+    pub const CM108_STREAM0: &str = "\
+C-Media Electronics Inc. USB PnP Sound Device at usb-0000:00:14.0-1.4, full speed : USB Audio
+
+Playback:
+  Status: Stop
+  Interface 1
+    Altset 1
+    Format: S16_LE
+    Channels: 2
+    Endpoint: 0x01 (1 OUT) (ADAPTIVE)
+    Rates: 48000, 44100
+    Bits: 16
+
+Capture:
+  Status: Stop
+  Interface 2
+    Altset 1
+    Format: S16_LE
+    Channels: 1
+    Endpoint: 0x82 (2 IN) (ADAPTIVE)
+    Rates: 48000, 44100
+    Bits: 16
+    Channel map: MONO
+";
+
     pub struct UsbCard<'a> {
         pub index: u32,
         pub card_id: &'a str,
@@ -262,31 +289,6 @@ mod tests {
     use super::fixture::*;
     use super::*;
 
-    const MIC: &str = "\
-C-Media Electronics Inc. USB PnP Sound Device at usb-0000:00:14.0-1.4, full speed : USB Audio
-
-Playback:
-  Status: Stop
-  Interface 1
-    Altset 1
-    Format: S16_LE
-    Channels: 2
-    Endpoint: 0x01 (1 OUT) (ADAPTIVE)
-    Rates: 48000, 44100
-    Bits: 16
-
-Capture:
-  Status: Stop
-  Interface 2
-    Altset 1
-    Format: S16_LE
-    Channels: 1
-    Endpoint: 0x82 (2 IN) (ADAPTIVE)
-    Rates: 48000, 44100
-    Bits: 16
-    Channel map: MONO
-";
-
     fn roots(dir: &Path) -> Roots {
         Roots::tree(dir.join("sys"), dir.join("proc"))
     }
@@ -301,7 +303,7 @@ Capture:
             serial: None,
             manufacturer: Some(b"C-Media Electronics Inc.      "),
             product: Some(b"USB PnP Sound Device"),
-            stream0: Some(MIC),
+            stream0: Some(CM108_STREAM0),
             capture: true,
         }
     }

@@ -3,6 +3,8 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::Harkd;
 
@@ -109,6 +111,57 @@ impl Bus {
 }
 
 impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `dbus-monitor` watching ObjectManager signals, its output collected.
+pub struct Monitor {
+    child: Child,
+    seen: Arc<Mutex<String>>,
+}
+
+impl Bus {
+    pub fn monitor_object_manager(&self) -> Monitor {
+        let mut child = Command::new("dbus-monitor")
+            .args(["--address", &self.address])
+            .arg("type='signal',interface='org.freedesktop.DBus.ObjectManager'")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let seen = Arc::new(Mutex::new(String::new()));
+        let s2 = seen.clone();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                s2.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        // dbus-monitor needs a moment to register its match.
+        std::thread::sleep(Duration::from_millis(500));
+        Monitor { child, seen }
+    }
+}
+
+impl Monitor {
+    /// Waits (10 s at most) until the collected output satisfies `pred`.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) {
+        let t = Instant::now();
+        while !pred(&self.seen.lock().unwrap()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "no {what} in:\n{}",
+                self.seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Monitor {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
