@@ -56,6 +56,31 @@ fn busctl_sees_the_agent_its_streams_and_typed_errors() {
     }
     let (ok, out) = bus.busctl(&["tree", "org.hark.Agent1"]);
     assert!(ok && out.contains("/org/hark/Agent1/device/tone"), "{out}");
+    // The introspection XML carries each member's documentation.
+    let (ok, xml) = bus.busctl(&[
+        "introspect",
+        "--xml-interface",
+        "org.hark.Agent1",
+        "/org/hark/Agent1",
+    ]);
+    assert!(
+        ok && xml.contains("Restart one stream's capture pipeline now."),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("Re-read the configuration file and apply the difference"),
+        "{xml}"
+    );
+    let (ok, xml) = bus.busctl(&[
+        "introspect",
+        "--xml-interface",
+        "org.hark.Agent1",
+        "/org/hark/Agent1/device/tone",
+    ]);
+    assert!(
+        ok && xml.contains("starting, running, stalled or failed."),
+        "{xml}"
+    );
 
     let get = |path: &str, iface: &str, prop: &str| {
         let (ok, out) = bus.busctl(&["get-property", "org.hark.Agent1", path, iface, prop]);
