@@ -210,6 +210,10 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
     let restarts = counter("hark_stream_restarts_total", "Capture pipeline restarts.")?;
     let stalls = counter("hark_stream_stalls_total", "Times audio stopped flowing.")?;
     let failures = counter("hark_stream_failures_total", "Capture pipeline errors.")?;
+    let bytes = counter(
+        "hark_stream_bytes_sent_total",
+        "Encoded audio bytes handed to the stream's clients.",
+    )?;
     for s in &snap.streams {
         let l = [s.name.as_str()];
         running
@@ -233,6 +237,7 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
         restarts.with_label_values(&l).inc_by(s.restarts);
         stalls.with_label_values(&l).inc_by(s.stalls);
         failures.with_label_values(&l).inc_by(s.failures);
+        bytes.with_label_values(&l).inc_by(s.bytes_sent);
     }
     let info = int_gauge(
         "hark_device_info",

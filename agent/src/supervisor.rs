@@ -51,6 +51,8 @@ pub struct StreamStatus {
     pub sample_rate: u32,
     pub channels: u32,
     pub clients: usize,
+    /// Encoded bytes sent to clients (RTP payload before packetisation).
+    pub bytes_sent: u64,
     pub peak_dbfs: Option<f64>,
     pub rms_dbfs: Option<f64>,
     pub silent: bool,
@@ -115,6 +117,7 @@ struct Entry {
     spec: StreamSpec,
     health: StreamHealth,
     clients: usize,
+    bytes_sent: u64,
     /// The card this stream captures, for streams that follow a device.
     card: Option<u32>,
 }
@@ -208,6 +211,7 @@ impl Supervisor {
                 spec,
                 health,
                 clients: 0,
+                bytes_sent: 0,
                 card,
             },
         );
@@ -400,7 +404,11 @@ impl Supervisor {
                 generation,
                 peak_dbfs,
                 rms_dbfs,
+                bytes_sent,
             } => {
+                if let Some(e) = self.streams.get_mut(&stream) {
+                    e.bytes_sent = bytes_sent;
+                }
                 if self.is_current(&stream, generation) {
                     self.feed(
                         &stream,
@@ -533,6 +541,7 @@ impl Supervisor {
                     sample_rate: e.spec.encoding.sample_rate,
                     channels: e.spec.encoding.channels,
                     clients: e.clients,
+                    bytes_sent: e.bytes_sent,
                     peak_dbfs: e.health.peak_dbfs,
                     rms_dbfs: e.health.rms_dbfs,
                     silent: e.health.silent,
@@ -699,6 +708,7 @@ mod tests {
             sample_rate: 48_000,
             channels: 1,
             clients: 0,
+            bytes_sent: 0,
             peak_dbfs: None,
             rms_dbfs: None,
             silent,

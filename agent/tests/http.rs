@@ -55,6 +55,9 @@ fn routes_status_codes_json_and_metrics() {
         is_event(v, "capture failed", "broken")
     });
 
+    // One client for a second, so bytes have been sent.
+    ffmpeg_pull(&h.url("tone"), "tcp", 1.0).assert_tone(0.9, 1000.0, -15.0);
+    std::thread::sleep(Duration::from_millis(600));
     let (code, resp) = get(h.http_port, "/healthz");
     assert_eq!(code, 503, "{resp}");
     assert!(
@@ -83,6 +86,7 @@ fn routes_status_codes_json_and_metrics() {
         "sample_rate",
         "channels",
         "clients",
+        "bytes_sent",
         "peak_dbfs",
         "rms_dbfs",
         "silent",
@@ -136,6 +140,9 @@ fn routes_status_codes_json_and_metrics() {
     assert_eq!(sample("hark_stream_running", "tone"), Some(1.0));
     assert_eq!(sample("hark_stream_running", "broken"), Some(0.0));
     assert!(sample("hark_stream_failures_total", "broken").unwrap() >= 1.0);
+    // 1 s of 64 kb/s Opus is about 8 kB.
+    assert!(sample("hark_stream_bytes_sent_total", "tone").unwrap() > 4000.0);
+    assert_eq!(sample("hark_stream_bytes_sent_total", "broken"), Some(0.0));
     assert!((sample("hark_stream_rms_dbfs", "tone").unwrap() + 15.0).abs() < 1.5);
     assert!(scrape.samples.iter().any(|s| s.metric == "hark_build_info"));
 

@@ -14,6 +14,7 @@
 //! can block (appsrc pushes are non-blocking: leaky queues).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -43,6 +44,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Fanout {
     inner: Mutex<Inner>,
+    /// Encoded bytes accepted by clients' media, for the metrics.
+    sent: AtomicU64,
 }
 
 /// How much a client may fall behind before its oldest buffers are dropped.
@@ -54,6 +57,10 @@ impl Fanout {
         // (every update is a single assignment or Vec operation), so a poisoned
         // lock is still safe to use.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Registers the appsrc of a new client's media; returns the client count.
@@ -152,8 +159,11 @@ impl Fanout {
                 b.set_pts(running);
                 b.set_dts(gst::ClockTime::NONE);
             }
+            let size = out.size() as u64;
             // Flushing or EOS: the media is going away; it detaches itself.
-            let _ = src.push_buffer(out);
+            if src.push_buffer(out).is_ok() {
+                self.sent.fetch_add(size, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum MediaEvent {
         generation: u64,
         peak_dbfs: f64,
         rms_dbfs: f64,
+        /// Encoded bytes handed to clients so far (all pipelines of the stream).
+        bytes_sent: u64,
     },
     /// The pipeline failed or could not start.
     Failed {
@@ -398,7 +400,7 @@ fn launch(
     level_interval_ns: u64,
 ) -> Result<Running, String> {
     let capture = pipeline::build(spec, level_interval_ns).map_err(|e| e.to_string())?;
-    let sink_fanout = fanout;
+    let sink_fanout = fanout.clone();
     capture.sink.set_callbacks(
         gstreamer_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
@@ -419,7 +421,7 @@ fn launch(
         .add_watch({
             let mut warnings = WarningLimiter::default();
             move |_bus, msg| {
-                on_bus_message(&stream, generation, msg, &events, &mut warnings);
+                on_bus_message(&stream, generation, msg, &events, &mut warnings, &fanout);
                 glib::ControlFlow::Continue
             }
         })
@@ -478,6 +480,7 @@ fn on_bus_message(
     msg: &gst::Message,
     events: &UnboundedSender<MediaEvent>,
     warnings: &mut WarningLimiter,
+    fanout: &Fanout,
 ) {
     use gst::MessageView;
     match msg.view() {
@@ -492,6 +495,7 @@ fn on_bus_message(
                     generation,
                     peak_dbfs: peak,
                     rms_dbfs: rms,
+                    bytes_sent: fanout.bytes_sent(),
                 });
             }
         }
