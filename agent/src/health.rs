@@ -215,19 +215,9 @@ impl StreamHealth {
             }
             Phase::Stalled { retry_at } | Phase::Failed { retry_at } => {
                 if now >= retry_at {
-                    self.generation += 1;
-                    self.restarts += 1;
-                    self.phase = Phase::Starting;
-                    self.started_at = now;
-                    self.running_since = None;
-                    self.last_data = None;
-                    self.quiet_since = None;
-                    step.actions.push(Action::Start {
-                        generation: self.generation,
-                    });
-                    step.notes.push(Note::Restarted {
-                        generation: self.generation,
-                    });
+                    let generation = self.begin_generation(now);
+                    step.actions.push(Action::Start { generation });
+                    step.notes.push(Note::Restarted { generation });
                 }
             }
         }
@@ -237,6 +227,22 @@ impl StreamHealth {
     /// without counting it as a failure or touching the backoff.
     pub fn restart_now(&mut self, now: Instant) -> Step {
         let old = self.generation;
+        // Levels of the old pipeline say nothing about the new one.
+        self.peak_dbfs = None;
+        self.rms_dbfs = None;
+        self.silent = false;
+        let generation = self.begin_generation(now);
+        Step {
+            actions: vec![
+                Action::Stop { generation: old },
+                Action::Start { generation },
+            ],
+            notes: vec![Note::Restarted { generation }],
+        }
+    }
+
+    /// A new pipeline generation starts now; returns its number.
+    fn begin_generation(&mut self, now: Instant) -> u64 {
         self.generation += 1;
         self.restarts += 1;
         self.phase = Phase::Starting;
@@ -244,20 +250,7 @@ impl StreamHealth {
         self.running_since = None;
         self.last_data = None;
         self.quiet_since = None;
-        self.peak_dbfs = None;
-        self.rms_dbfs = None;
-        self.silent = false;
-        Step {
-            actions: vec![
-                Action::Stop { generation: old },
-                Action::Start {
-                    generation: self.generation,
-                },
-            ],
-            notes: vec![Note::Restarted {
-                generation: self.generation,
-            }],
-        }
+        self.generation
     }
 
     /// Stops the current pipeline and picks when to try again.
