@@ -985,13 +985,10 @@ fn validate_devices(
     stream_names: &BTreeSet<String>,
 ) -> Result<DevicesConfig, ConfigError> {
     let at = |k: &'static str| [Seg::Key("devices"), Seg::Key(k)];
-    if !d.alsa_device.contains("{card_id}") && !d.alsa_device.contains("{card}") {
-        // A template without the card would point every device at one PCM; that
-        // is only useful in tests with a userspace PCM, so it is allowed, but it
-        // must at least be a plausible ALSA name.
-        if d.alsa_device.trim().is_empty() {
-            return Err(v.error(&at("alsa_device"), "must not be empty"));
-        }
+    // A template without {card} or {card_id} points every device at one PCM: only
+    // useful with a userspace PCM (the tests), so allowed, but never empty.
+    if d.alsa_device.trim().is_empty() {
+        return Err(v.error(&at("alsa_device"), "must not be empty"));
     }
     if d.alsa_device.chars().any(char::is_control) {
         return Err(v.error(&at("alsa_device"), "has control characters"));

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::OwnedObjectPath;
 use zbus::{connection, interface};
 
 use crate::supervisor::{Event, Snapshot, StreamStatus};
@@ -419,11 +418,6 @@ async fn mirror(
     Ok(())
 }
 
-/// For tests and the CLI: the object path of a stream's Device1 object.
-pub fn object_path(name: &str) -> zbus::Result<OwnedObjectPath> {
-    OwnedObjectPath::try_from(device_path(name)).map_err(Into::into)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,7 +431,7 @@ mod tests {
         );
         assert_eq!(device_path("a_b"), "/org/hark/Agent1/device/a_5fb");
         for n in ["usb-pnp-sound-device", "x_y-z", "0"] {
-            object_path(n).unwrap();
+            zbus::zvariant::OwnedObjectPath::try_from(device_path(n)).unwrap();
         }
     }
 }

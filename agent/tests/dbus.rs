@@ -17,6 +17,18 @@ use common::{is_event, msg};
 
 const TONE: &str = "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n[devices]\nenabled = false\n\n[[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
 
+/// Calls an `org.hark.Agent1` method with busctl, as root or as `uid`.
+fn call(bus: &Bus, uid: Option<u32>, method_and_args: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "call",
+        "org.hark.Agent1",
+        "/org/hark/Agent1",
+        "org.hark.Agent1",
+    ];
+    args.extend_from_slice(method_and_args);
+    bus.busctl_as(uid, &args)
+}
+
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
     while !f() {
@@ -131,15 +143,7 @@ fn busctl_sees_the_agent_its_streams_and_typed_errors() {
         "{out}"
     );
 
-    let (ok, out) = bus.busctl(&[
-        "call",
-        "org.hark.Agent1",
-        "/org/hark/Agent1",
-        "org.hark.Agent1",
-        "RestartStream",
-        "s",
-        "nope",
-    ]);
+    let (ok, out) = call(&bus, None, &["RestartStream", "s", "nope"]);
     assert!(!ok, "{out}");
     assert!(out.contains("no stream named \"nope\""), "{out}");
     // busctl names the error: check it through dbus-send, which prints the name.
@@ -160,15 +164,7 @@ fn busctl_sees_the_agent_its_streams_and_typed_errors() {
     );
 
     let mark = h.mark();
-    let (ok, out) = bus.busctl(&[
-        "call",
-        "org.hark.Agent1",
-        "/org/hark/Agent1",
-        "org.hark.Agent1",
-        "RestartStream",
-        "s",
-        "tone",
-    ]);
+    let (ok, out) = call(&bus, None, &["RestartStream", "s", "tone"]);
     assert!(ok, "{out}");
     h.wait_log_after(mark, Duration::from_secs(5), |v| {
         is_event(v, "restart requested", "tone")
@@ -241,42 +237,14 @@ fn the_shipped_policy_lets_anyone_read_and_only_root_act() {
         &["introspect", "org.hark.Agent1", "/org/hark/Agent1"],
     );
     assert!(ok && out.contains("RestartStream"), "{out}");
-    let (ok, out) = bus.busctl_as(
-        nobody,
-        &[
-            "call",
-            "org.hark.Agent1",
-            "/org/hark/Agent1",
-            "org.hark.Agent1",
-            "RestartStream",
-            "s",
-            "tone",
-        ],
-    );
+    let (ok, out) = call(&bus, nobody, &["RestartStream", "s", "tone"]);
     assert!(
         !ok && out.contains("ccess denied"),
         "an unprivileged caller could restart: {out}"
     );
-    let (ok, out) = bus.busctl_as(
-        nobody,
-        &[
-            "call",
-            "org.hark.Agent1",
-            "/org/hark/Agent1",
-            "org.hark.Agent1",
-            "Reload",
-        ],
-    );
+    let (ok, out) = call(&bus, nobody, &["Reload"]);
     assert!(!ok && out.contains("ccess denied"), "{out}");
-    let (ok, out) = bus.busctl(&[
-        "call",
-        "org.hark.Agent1",
-        "/org/hark/Agent1",
-        "org.hark.Agent1",
-        "RestartStream",
-        "s",
-        "tone",
-    ]);
+    let (ok, out) = call(&bus, None, &["RestartStream", "s", "tone"]);
     assert!(ok, "root was refused: {out}");
     // Nobody but the owner may take the name.
     let (ok, _) = bus.busctl_as(

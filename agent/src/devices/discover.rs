@@ -79,8 +79,8 @@ fn non_usb_identity(card: &Card) -> Identity {
 }
 
 /// Decides for `card`. `others` are identities of the other attached devices,
-/// `in_use` the names taken by running streams. `card_id` is the id the card will
-/// have (pinned or not), used in the ALSA device string.
+/// `in_use` the names taken by running streams. With pinning on, the ALSA device
+/// string uses the id the card is about to get.
 pub fn decide(
     card: &Card,
     cfg: &DevicesConfig,

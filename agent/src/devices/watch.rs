@@ -9,7 +9,7 @@
 //! the kernel announces the card before its PCM nodes exist.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -320,16 +320,28 @@ impl Source {
             None => "udev".into(),
         }
     }
-
-    pub fn sysfs(&self) -> &Path {
-        &self.roots.sysfs
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::devices::scan::fixture;
+
+    /// A USB mic with a capture PCM and no stream file, on port 1-3.
+    fn mic(index: u32) -> fixture::UsbCard<'static> {
+        fixture::UsbCard {
+            index,
+            card_id: "Mic",
+            port: "1-3",
+            vendor: "1234",
+            product_id: "5678",
+            serial: None,
+            manufacturer: None,
+            product: Some(b"Mic"),
+            stream0: None,
+            capture: true,
+        }
+    }
 
     /// The udev monitor runs here (netlink needs no udevd), but nothing emits
     /// sound events on this machine: what it finds, it finds by resync.
@@ -341,21 +353,7 @@ mod tests {
         // The same thread and event loop harkd runs, only a faster resync.
         let mut ended = spawn_udev_every(roots.clone(), tx, Duration::from_millis(100)).unwrap();
         std::thread::sleep(Duration::from_millis(150));
-        fixture::usb_card(
-            dir.path(),
-            &fixture::UsbCard {
-                index: 4,
-                card_id: "Mic",
-                port: "1-3",
-                vendor: "1234",
-                product_id: "5678",
-                serial: None,
-                manufacturer: None,
-                product: Some(b"Mic"),
-                stream0: None,
-                capture: true,
-            },
-        );
+        fixture::usb_card(dir.path(), &mic(4));
         let ev = rx.blocking_recv().unwrap();
         assert!(
             matches!(ev, DeviceEvent::Added(ref c) if c.index == 4),
@@ -390,21 +388,7 @@ mod tests {
         roots.devfs = Some(dir.path().join("dev"));
         assert!(!openable(&roots, 1, 0));
         let d = dir.path().to_path_buf();
-        fixture::usb_card(
-            dir.path(),
-            &fixture::UsbCard {
-                index: 1,
-                card_id: "Mic",
-                port: "1-3",
-                vendor: "1234",
-                product_id: "5678",
-                serial: None,
-                manufacturer: None,
-                product: Some(b"Mic"),
-                stream0: None,
-                capture: true,
-            },
-        );
+        fixture::usb_card(dir.path(), &mic(1));
         let node = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(200));
             std::fs::create_dir_all(d.join("dev/snd")).unwrap();
