@@ -14,6 +14,9 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// The configuration file is missing, unreadable or invalid.
     pub const CONFIG: u8 = 3;
+    /// No stream has run for `deadman.unhealthy_after_s` and the reboot ledger
+    /// would allow a reboot: the unit's `OnFailure=` deadman decides.
+    pub const DEADMAN: u8 = 4;
 }
 
 pub const DEFAULT_CONFIG: &str = "/etc/hark/hark.toml";
@@ -23,7 +26,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/hark/hark.toml";
     name = "harkd",
     version,
     about = "USB microphones as stable RTSP streams",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration error."
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration error, \
+                  4 no stream could run for too long (the deadman decides on a reboot)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -71,6 +75,22 @@ pub enum Command {
         /// of udev (for tests).
         #[arg(long, hide = true)]
         uevents: Option<PathBuf>,
+        /// Test hooks: SIGUSR1 wedges the GStreamer thread, SIGUSR2 the
+        /// supervisor (to test the watchdog).
+        #[arg(long, hide = true)]
+        test_hooks: bool,
+    },
+    /// The reboot deadman and its ledger.
+    Deadman {
+        #[command(subcommand)]
+        action: DeadmanAction,
+        /// Configuration file (default: /etc/hark/hark.toml if it exists, else
+        /// the built-in defaults, where the deadman is disabled).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        /// Where procfs is (boot ID and uptime; for tests).
+        #[arg(long, default_value = "/proc", hide = true, global = true)]
+        procfs_root: PathBuf,
     },
     /// Validate a configuration file and print what it sets up.
     CheckConfig {
@@ -101,5 +121,30 @@ pub enum Command {
         /// Configuration file (for the state directory; default as for `devices`).
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadmanAction {
+    /// Show the ledger: reboots in the window, good-boot mark, whether a
+    /// reboot would be allowed now. Changes nothing.
+    Status,
+    /// Mark this boot good (unlocks a ledger that was lost or corrupt).
+    MarkGood,
+    /// Forget every recorded reboot and refusal, and unlock.
+    Reset,
+    /// Decide on a reboot after harkd.service failed (its `OnFailure=` unit):
+    /// reboot if the ledger allows, else record the refusal and stay up.
+    Decide {
+        /// Why (default: from systemd's MONITOR_* variables).
+        #[arg(long)]
+        reason: Option<String>,
+        /// When it is too soon after the last reboot, refuse at once instead of
+        /// waiting for the spacing to pass.
+        #[arg(long)]
+        no_wait: bool,
+        /// Record the reboot request in this file instead of rebooting (tests).
+        #[arg(long, hide = true)]
+        record_reboot: Option<PathBuf>,
     },
 }

@@ -125,6 +125,70 @@ struct RawConfig {
     devices: RawDevices,
     #[serde(default)]
     device: Vec<RawDeviceRule>,
+    #[serde(default)]
+    deadman: RawDeadman,
+}
+
+/// How the deadman asks for a reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RebootMethod {
+    /// `org.freedesktop.login1.Manager.Reboot` on the system bus.
+    Logind,
+    /// `systemctl reboot`.
+    Systemctl,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeadman {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default = "default_max_reboots")]
+    max_reboots: u32,
+    #[serde(default = "default_window_s")]
+    window_s: u64,
+    #[serde(default = "default_min_spacing_s")]
+    min_spacing_s: u64,
+    #[serde(default = "default_unhealthy_after_s")]
+    unhealthy_after_s: u64,
+    #[serde(default = "default_good_after_s")]
+    good_after_s: u64,
+    #[serde(default = "default_reboot_method")]
+    reboot: RebootMethod,
+}
+
+impl Default for RawDeadman {
+    fn default() -> Self {
+        RawDeadman {
+            enabled: false,
+            max_reboots: default_max_reboots(),
+            window_s: default_window_s(),
+            min_spacing_s: default_min_spacing_s(),
+            unhealthy_after_s: default_unhealthy_after_s(),
+            good_after_s: default_good_after_s(),
+            reboot: default_reboot_method(),
+        }
+    }
+}
+
+fn default_max_reboots() -> u32 {
+    3
+}
+fn default_window_s() -> u64 {
+    86_400
+}
+fn default_min_spacing_s() -> u64 {
+    1800
+}
+fn default_unhealthy_after_s() -> u64 {
+    900
+}
+fn default_good_after_s() -> u64 {
+    600
+}
+fn default_reboot_method() -> RebootMethod {
+    RebootMethod::Logind
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -482,6 +546,19 @@ pub struct Config {
     pub restart: RestartConfig,
     pub streams: Vec<StreamSpec>,
     pub devices: DevicesConfig,
+    pub deadman: DeadmanConfig,
+}
+
+/// The last-resort reboot, capped by the reboot ledger (`deadman/`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadmanConfig {
+    pub enabled: bool,
+    pub policy: crate::deadman::ledger::Policy,
+    /// No stream running for this long, with streams present: ask for a reboot.
+    pub unhealthy_after: Duration,
+    /// Healthy for this long: mark the boot good.
+    pub good_after: Duration,
+    pub reboot: RebootMethod,
 }
 
 /// Longest stream name; names appear in URLs, logs, and later D-Bus paths.
@@ -775,6 +852,8 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         ));
     }
 
+    let deadman = validate_deadman(&v, &raw.deadman)?;
+
     let mut names = BTreeSet::new();
     let mut streams = Vec::with_capacity(raw.stream.len());
     for (i, s) in raw.stream.into_iter().enumerate() {
@@ -974,6 +1053,46 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         },
         streams,
         devices,
+        deadman,
+    })
+}
+
+fn validate_deadman(v: &Validator<'_>, d: &RawDeadman) -> Result<DeadmanConfig, ConfigError> {
+    let at = |k: &'static str| [Seg::Key("deadman"), Seg::Key(k)];
+    if !(1..=100).contains(&d.max_reboots) {
+        return Err(v.error(
+            &at("max_reboots"),
+            "must be between 1 and 100 (set enabled = false for no reboots at all)",
+        ));
+    }
+    if !(60..=30 * 86_400).contains(&d.window_s) {
+        return Err(v.error(&at("window_s"), "must be between 60 and 2592000 (30 days)"));
+    }
+    if d.min_spacing_s > d.window_s {
+        return Err(v.error(
+            &at("min_spacing_s"),
+            "must not be longer than deadman.window_s",
+        ));
+    }
+    if !(1..=7 * 86_400).contains(&d.unhealthy_after_s) {
+        return Err(v.error(
+            &at("unhealthy_after_s"),
+            "must be between 1 and 604800 (7 days)",
+        ));
+    }
+    if !(1..=7 * 86_400).contains(&d.good_after_s) {
+        return Err(v.error(&at("good_after_s"), "must be between 1 and 604800 (7 days)"));
+    }
+    Ok(DeadmanConfig {
+        enabled: d.enabled,
+        policy: crate::deadman::ledger::Policy {
+            max_reboots: d.max_reboots,
+            window_s: d.window_s,
+            min_spacing_s: d.min_spacing_s,
+        },
+        unhealthy_after: Duration::from_secs(d.unhealthy_after_s),
+        good_after: Duration::from_secs(d.good_after_s),
+        reboot: d.reboot,
     })
 }
 

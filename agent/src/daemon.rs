@@ -36,12 +36,24 @@ pub enum DaemonError {
     DbusEnded(String),
     #[error("the device watcher ended")]
     WatcherEnded,
+    /// Not a fault of the agent's own: it has had no running stream for too
+    /// long and the deadman would allow a reboot (see `deadman::monitor`).
+    #[error("the agent cannot work ({0}); exiting for the deadman")]
+    Deadman(String),
+}
+
+/// Options that only tests and the hardware tests use.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hooks {
+    /// SIGUSR1 wedges the GStreamer thread, SIGUSR2 the supervisor loop.
+    pub wedge_signals: bool,
 }
 
 pub async fn run(
     config: Config,
     devices: watch::Source,
     bus: Option<crate::dbus::Bus>,
+    hooks: Hooks,
 ) -> Result<(), DaemonError> {
     let started = Instant::now();
     let config = Arc::new(config);
@@ -83,6 +95,7 @@ pub async fn run(
     };
     let (supervisor, snapshot) = Supervisor::new(config.clone(), media.clone(), names, device_io);
     let snapshot_for_dbus = snapshot.clone();
+    let snapshot_for_notify = snapshot.clone();
 
     // 5. The HTTP endpoint (loopback unless configured otherwise), bound now so
     // a taken port is an error at start, not later.
@@ -151,6 +164,21 @@ pub async fn run(
             }
         }
     });
+    if hooks.wedge_signals {
+        let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
+        let mut usr2 = signal(SignalKind::user_defined2()).map_err(DaemonError::Signals)?;
+        let (tx, media) = (events_tx.clone(), media.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    // Test hook: block the GStreamer thread.
+                    _ = usr1.recv() => media.wedge(),
+                    // Test hook: stop the supervisor loop answering.
+                    _ = usr2.recv() => { let _ = tx.send(Event::Wedge); }
+                }
+            }
+        });
+    }
     let sig_tx = events_tx.clone();
     tokio::spawn(async move {
         loop {
@@ -165,20 +193,57 @@ pub async fn run(
             let stop = matches!(ev, Event::Shutdown);
             if stop {
                 tracing::info!("shutting down");
+                crate::notify::stopping();
             }
             if sig_tx.send(ev).is_err() || stop {
                 break;
             }
         }
     });
-    drop(events_tx);
-    tracing::info!(
-        streams = config.streams.len(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        "harkd ready"
+
+    // 9. The deadman's eyes: good-boot marks, and "no stream has run for too long".
+    let deadman = crate::deadman::monitor::run(
+        config.deadman.clone(),
+        crate::deadman::Paths::new(&config.devices.state_dir, &devices.roots.procfs),
+        snapshot_for_notify.clone(),
+        {
+            let tx = events_tx.clone();
+            move |st| {
+                let _ = tx.send(Event::Deadman(st));
+            }
+        },
     );
 
-    // 9. Run until a shutdown request or a fatal error.
+    // 10. systemd: READY once the supervisor has handled everything queued so
+    // far (the coldplug pass included), then STATUS= on every change, and the
+    // watchdog fed while the supervisor and the GStreamer thread both answer.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let _ = events_tx.send(Event::Ping(ready_tx));
+    let streams = config.streams.len();
+    let status_snap = snapshot_for_notify.clone();
+    tokio::spawn(async move {
+        if ready_rx.await.is_ok() {
+            tracing::info!(
+                streams,
+                startup_ms = started.elapsed().as_millis() as u64,
+                "harkd ready"
+            );
+            crate::notify::ready(&status_snap.borrow().status_line());
+            if std::env::var_os("NOTIFY_SOCKET").is_some() {
+                crate::notify::status_loop(status_snap).await;
+            }
+        }
+    });
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        tokio::spawn(crate::notify::watchdog(
+            interval,
+            events_tx.clone(),
+            media.clone(),
+        ));
+    }
+    drop(events_tx);
+
+    // 11. Run until a shutdown request or a fatal error.
     let watcher_gone = async {
         match watcher_ended {
             Some(ended) => {
@@ -204,6 +269,8 @@ pub async fn run(
             Ok(Err(e)) => e.to_string(),
             Err(e) => e.to_string(),
         })),
+        // No stream has run for too long and a reboot would be allowed.
+        reason = deadman => Err(DaemonError::Deadman(reason)),
         // The HTTP server is not optional: if it dies, so does the daemon.
         r = http => Err(DaemonError::HttpEnded(match r {
             Ok(Ok(())) => "stopped".into(),
@@ -212,7 +279,8 @@ pub async fn run(
         })),
     };
 
-    // 10. Bounded shutdown: end clients, stop pipelines, stop the media thread.
+    // 12. Bounded shutdown: end clients, stop pipelines, stop the media thread.
+    crate::notify::stopping();
     let stopping = Instant::now();
     media.shutdown(SHUTDOWN_DEADLINE).await;
     if media_thread.is_finished() {

@@ -96,6 +96,32 @@ impl Agent {
         self.snap.summary()
     }
 
+    /// The reboot deadman: "disabled", "armed", "locked" (no reboot until a good
+    /// boot is marked), "refusing" (a reboot was wanted and the ledger said no),
+    /// "rebooting" or "error".
+    #[zbus(property)]
+    fn deadman_state(&self) -> String {
+        self.snap.deadman.state.to_string()
+    }
+
+    /// Reboots the deadman has asked for within its window.
+    #[zbus(property)]
+    fn reboots_in_window(&self) -> u32 {
+        self.snap.deadman.reboots_in_window
+    }
+
+    /// The most reboots the deadman may ask for within its window.
+    #[zbus(property)]
+    fn reboot_limit(&self) -> u32 {
+        self.snap.deadman.max_reboots
+    }
+
+    /// Why the deadman is locked or refusing ("" when there is nothing to say).
+    #[zbus(property)]
+    fn deadman_detail(&self) -> String {
+        self.snap.deadman.detail.clone().unwrap_or_default()
+    }
+
     /// Re-read the configuration file and apply the difference; streams whose
     /// settings did not change are not disturbed.
     async fn reload(&self) -> Result<(), HarkError> {
@@ -326,6 +352,7 @@ pub async fn run(
                 old.streams.len() != a.snap.streams.len(),
                 crate::http::unhealthy(&old).is_none() != crate::http::unhealthy(&a.snap).is_none(),
                 old.summary() != a.snap.summary(),
+                old.deadman != a.snap.deadman,
             )
         };
         {
@@ -339,6 +366,12 @@ pub async fn run(
             }
             if changed.2 {
                 a.summary_changed(em).await?;
+            }
+            if changed.3 {
+                a.deadman_state_changed(em).await?;
+                a.reboots_in_window_changed(em).await?;
+                a.reboot_limit_changed(em).await?;
+                a.deadman_detail_changed(em).await?;
             }
         }
         // Wait for the next change; levels are also re-sent on a 1 s tick.

@@ -147,6 +147,7 @@ fn status_json(snap: &Snapshot, ctx: &Context) -> String {
         "rtsp_port": ctx.rtsp_port,
         "streams": snap.streams,
         "devices": snap.devices,
+        "deadman": snap.deadman,
     });
     let mut s = body.to_string();
     s.push('\n');
@@ -177,6 +178,29 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
     gauge("hark_uptime_seconds", "Seconds since harkd started.", &[])?
         .with_label_values(&[] as &[&str])
         .set(ctx.started.elapsed().as_secs_f64());
+    let d = &snap.deadman;
+    int_gauge(
+        "hark_deadman_state",
+        "The reboot deadman's state (1 for the current one): disabled, armed, locked, \
+         refusing, rebooting, error.",
+        &["state"],
+    )?
+    .with_label_values(&[d.state])
+    .set(1);
+    int_gauge(
+        "hark_deadman_reboots_in_window",
+        "Reboots the deadman asked for within its window.",
+        &[],
+    )?
+    .with_label_values(&[] as &[&str])
+    .set(i64::from(d.reboots_in_window));
+    int_gauge(
+        "hark_deadman_reboot_limit",
+        "The most reboots the deadman may ask for within its window (0 when disabled).",
+        &[],
+    )?
+    .with_label_values(&[] as &[&str])
+    .set(i64::from(d.max_reboots));
     let running = int_gauge(
         "hark_stream_running",
         "1 when the stream's audio is flowing.",
@@ -285,6 +309,7 @@ mod tests {
                 rates: vec![48_000],
                 channels: 1,
             }],
+            deadman: Default::default(),
         };
         let (_tx, rx) = watch::channel(Snapshot::default());
         let ctx = Context {

@@ -53,6 +53,102 @@ fn report(roots: &hark_agent::devices::scan::Roots, config: &Config) -> ExitCode
     ExitCode::from(exit::OK)
 }
 
+/// A single-threaded tokio runtime (the agent's blocking work has its own threads).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("harkd: cannot start the async runtime: {e}");
+            ExitCode::from(exit::FAILURE)
+        })
+}
+
+/// Why harkd.service failed, from the variables systemd gives `OnFailure=` units.
+fn failure_reason() -> (String, Option<u8>) {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let status = var("MONITOR_EXIT_STATUS").and_then(|s| s.parse::<u8>().ok());
+    let unit = var("MONITOR_UNIT").unwrap_or_else(|| "harkd.service".into());
+    let reason = match (var("MONITOR_SERVICE_RESULT"), status) {
+        (Some(r), Some(exit::DEADMAN)) => format!("{unit}: {r}: no stream could run"),
+        (Some(r), Some(s)) => format!("{unit}: {r}, exit status {s}"),
+        (Some(r), None) => format!("{unit}: {r}"),
+        (None, _) => "asked on the command line".into(),
+    };
+    (reason, status)
+}
+
+fn deadman(
+    action: hark_agent::cli::DeadmanAction,
+    config: &Config,
+    procfs: &std::path::Path,
+) -> ExitCode {
+    use hark_agent::cli::DeadmanAction;
+    use hark_agent::deadman::{self, Outcome, Paths, reboot};
+    init_logging(LogFormat::Text);
+    let paths = Paths::new(&config.devices.state_dir, procfs);
+    let d = &config.deadman;
+    let done = |r: Result<(), deadman::DeadmanError>| match r {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("harkd deadman: {e}");
+            ExitCode::from(exit::FAILURE)
+        }
+    };
+    match action {
+        DeadmanAction::Status => done(deadman::report(&paths, d).map(|r| print!("{r}"))),
+        DeadmanAction::MarkGood => done(deadman::mark_good(&paths, d).map(|_| {
+            println!("this boot is marked good ({})", paths.ledger.display());
+        })),
+        DeadmanAction::Reset => done(deadman::reset(&paths, d).map(|_| {
+            println!("reboot ledger reset ({})", paths.ledger.display());
+        })),
+        DeadmanAction::Decide {
+            reason,
+            no_wait,
+            record_reboot,
+        } => {
+            let (from_env, status) = failure_reason();
+            let reason = reason.unwrap_or(from_env);
+            if !d.enabled {
+                println!(
+                    "deadman disabled in {}: no reboot ({reason})",
+                    config.path.display()
+                );
+                return ExitCode::from(exit::OK);
+            }
+            if status == Some(exit::CONFIG) {
+                println!(
+                    "no reboot: harkd stopped on a configuration error, which a reboot cannot fix"
+                );
+                return ExitCode::from(exit::OK);
+            }
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            let wait = !no_wait;
+            let outcome = rt.block_on(async {
+                match (record_reboot, d.reboot) {
+                    (Some(file), _) => {
+                        deadman::decide(&paths, d, &reason, &reboot::Record(file), wait).await
+                    }
+                    (None, hark_agent::config::RebootMethod::Logind) => {
+                        deadman::decide(&paths, d, &reason, &reboot::Logind, wait).await
+                    }
+                    (None, hark_agent::config::RebootMethod::Systemctl) => {
+                        deadman::decide(&paths, d, &reason, &reboot::Systemctl, wait).await
+                    }
+                }
+            });
+            done(outcome.map(|o| match o {
+                Outcome::Rebooting => println!("rebooting: {reason}"),
+                Outcome::Refused(r) => println!("reboot refused: {r}"),
+            }))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -170,6 +266,14 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Deadman {
+            action,
+            config,
+            procfs_root,
+        } => match report_config(config, true) {
+            Ok(c) => deadman(action, &c, &procfs_root),
+            Err(code) => code,
+        },
         Command::Run {
             config,
             log_format,
@@ -177,6 +281,7 @@ fn main() -> ExitCode {
             sysfs_root,
             procfs_root,
             uevents,
+            test_hooks,
         } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
@@ -186,15 +291,9 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(log_format);
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match runtime() {
                 Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("harkd: cannot start the async runtime: {e}");
-                    return ExitCode::from(exit::FAILURE);
-                }
+                Err(code) => return code,
             };
             let devices = hark_agent::devices::watch::Source {
                 roots: if sysfs_root == std::path::Path::new("/sys")
@@ -211,8 +310,15 @@ fn main() -> ExitCode {
                 hark_agent::cli::BusChoice::Session => Some(hark_agent::dbus::Bus::Session),
                 hark_agent::cli::BusChoice::None => None,
             };
-            match rt.block_on(hark_agent::daemon::run(config, devices, bus)) {
+            let hooks = hark_agent::daemon::Hooks {
+                wedge_signals: test_hooks,
+            };
+            match rt.block_on(hark_agent::daemon::run(config, devices, bus, hooks)) {
                 Ok(()) => ExitCode::from(exit::OK),
+                Err(e @ hark_agent::daemon::DaemonError::Deadman(_)) => {
+                    tracing::error!(error = %e, "harkd stops");
+                    ExitCode::from(exit::DEADMAN)
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "harkd failed");
                     ExitCode::from(exit::FAILURE)

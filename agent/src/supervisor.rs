@@ -39,6 +39,13 @@ pub enum Event {
     },
     /// Stop every stream and return.
     Shutdown,
+    /// The watchdog's probe: answered at once by a loop that is alive.
+    Ping(tokio::sync::oneshot::Sender<()>),
+    /// The deadman's state changed (shown with the snapshot).
+    Deadman(crate::deadman::DeadmanStatus),
+    /// Test hook (`--test-hooks`, SIGUSR2): the loop stops answering, as a
+    /// deadlocked agent would, so tests can watch the watchdog act.
+    Wedge,
 }
 
 /// One stream as the outside world sees it (field names are part of the HTTP
@@ -90,6 +97,7 @@ pub struct DeviceStatus {
 pub struct Snapshot {
     pub streams: Vec<StreamStatus>,
     pub devices: Vec<DeviceStatus>,
+    pub deadman: crate::deadman::DeadmanStatus,
 }
 
 impl Snapshot {
@@ -110,6 +118,20 @@ impl Snapshot {
             parts.push(format!("{down} not running"));
         }
         parts.join(", ")
+    }
+
+    /// `summary` plus the deadman when it has something to say: systemd's STATUS=.
+    pub fn status_line(&self) -> String {
+        let d = &self.deadman;
+        match d.state {
+            "refusing" | "locked" | "error" if d.enabled => format!(
+                "{}; deadman {}: {}",
+                self.summary(),
+                d.state,
+                d.detail.as_deref().unwrap_or("")
+            ),
+            _ => self.summary(),
+        }
     }
 }
 
@@ -157,6 +179,7 @@ pub struct Supervisor {
     devices: BTreeMap<u32, DeviceState>,
     ledger: Ledger,
     device_io: DeviceIo,
+    deadman: crate::deadman::DeadmanStatus,
 }
 
 /// How often stall deadlines and retries are checked.
@@ -193,6 +216,7 @@ impl Supervisor {
             devices: BTreeMap::new(),
             ledger,
             device_io,
+            deadman: crate::deadman::DeadmanStatus::default(),
         };
         (sup, rx)
     }
@@ -477,6 +501,13 @@ impl Supervisor {
     /// Re-reads the config and applies the difference: removed streams stop, new
     /// ones start, changed ones restart; untouched streams are not disturbed.
     fn reload(&mut self, now: Instant) {
+        crate::notify::reloading();
+        self.apply_reload(now);
+        self.publish();
+        crate::notify::ready(&self.snapshot.borrow().status_line());
+    }
+
+    fn apply_reload(&mut self, now: Instant) {
         let path = self.config.path.clone();
         let new = match Config::load(&path) {
             Ok(c) => c,
@@ -586,6 +617,7 @@ impl Supervisor {
                     channels: d.capture.iter().map(|a| a.channels).max().unwrap_or(0),
                 })
                 .collect(),
+            deadman: self.deadman.clone(),
         };
         let summary = snap.summary();
         if summary != self.last_summary {
@@ -633,6 +665,15 @@ impl Supervisor {
                         let _ = reply.send(found);
                     }
                     Some(Event::Shutdown) | None => break,
+                    Some(Event::Ping(reply)) => {
+                        let _ = reply.send(());
+                        continue;
+                    }
+                    Some(Event::Deadman(d)) => self.deadman = d,
+                    Some(Event::Wedge) => {
+                        tracing::warn!("test hook: the supervisor stops answering");
+                        std::future::pending::<()>().await;
+                    }
                 },
                 // Stall deadlines and retry times are checked on a steady tick.
                 _ = ticker.tick() => self.tick(Instant::now()),
@@ -737,7 +778,7 @@ mod tests {
         for (streams, want) in cases {
             let snap = Snapshot {
                 streams,
-                devices: vec![],
+                ..Snapshot::default()
             };
             assert_eq!(snap.summary(), want);
         }

@@ -6,8 +6,7 @@
 //! an empty ledger. A read-only or full state directory is reported too; names
 //! keep working in memory.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -77,9 +76,8 @@ pub fn load(path: &Path, now_unix: u64) -> (Ledger, Option<LedgerError>) {
         ),
         Err(e) => e.to_string(),
     };
-    let kept = PathBuf::from(format!("{}.corrupt-{now_unix}", path.display()));
-    let problem = match fs::rename(path, &kept) {
-        Ok(()) => LedgerError::Corrupt {
+    let problem = match crate::persist::set_aside(path, now_unix) {
+        Ok(kept) => LedgerError::Corrupt {
             path: path.to_path_buf(),
             reason,
             kept,
@@ -117,34 +115,13 @@ pub fn save(path: &Path, ledger: &Ledger) -> Result<(), LedgerError> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("ledger")
-    ));
     let doc = OnDisk {
         version: FORMAT_VERSION,
         ledger: ledger.clone(),
     };
     let mut text = serde_json::to_vec_pretty(&doc).map_err(|e| err(std::io::Error::other(e)))?;
     text.push(b'\n');
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        err(e)
-    })
+    crate::persist::write_atomic(path, &text).map_err(err)
 }
 
 #[cfg(test)]

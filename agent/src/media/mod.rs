@@ -70,6 +70,10 @@ enum Command {
         deadline: Duration,
         done: oneshot::Sender<()>,
     },
+    /// The watchdog's probe: answered when the main context runs this command.
+    Ping(oneshot::Sender<()>),
+    /// Test hook: block the GStreamer main-context thread for good.
+    Wedge,
 }
 
 /// Errors starting the media side.
@@ -131,6 +135,20 @@ impl MediaHandle {
         let (done, wait) = oneshot::channel();
         self.send(Command::Shutdown { deadline, done });
         let _ = tokio::time::timeout(deadline + Duration::from_millis(300), wait).await;
+    }
+
+    /// Asks the media thread to answer; the answer comes once its main context
+    /// has run the request, so a blocked main context never answers.
+    pub fn ping(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Ping(tx));
+        rx
+    }
+
+    /// Test hook (`--test-hooks`, SIGUSR1): blocks the main-context thread, as
+    /// a deadlocked GStreamer call would.
+    pub fn wedge(&self) {
+        self.send(Command::Wedge);
     }
 
     /// Resolves when the media thread has gone away.
@@ -228,6 +246,15 @@ async fn command_loop(mut state: State, mut rx: UnboundedReceiver<Command>) {
                 state.shutdown(deadline);
                 let _ = done.send(());
                 return;
+            }
+            Command::Ping(reply) => {
+                let _ = reply.send(());
+            }
+            Command::Wedge => {
+                tracing::warn!("test hook: the GStreamer thread stops answering");
+                loop {
+                    std::thread::park();
+                }
             }
         }
     }

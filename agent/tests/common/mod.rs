@@ -64,7 +64,8 @@ impl Harkd {
         Self::start_with_args(config, env, &[])
     }
 
-    /// Starts harkd with extra `run` options (`--flag value` pairs).
+    /// Starts harkd with extra `run` options (`--flag value` pairs; `("--flag", "")`
+    /// for a flag on its own).
     pub fn start_with_args(config: &str, env: &[(&str, &str)], args: &[(&str, &str)]) -> Harkd {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -82,7 +83,11 @@ impl Harkd {
             cmd.env(k, v);
         }
         for (k, v) in args {
-            cmd.arg(k).arg(v);
+            // An empty value: a flag on its own.
+            cmd.arg(k);
+            if !v.is_empty() {
+                cmd.arg(v);
+            }
         }
         if !args.iter().any(|(k, _)| *k == "--bus") {
             // Tests that do not start a private bus run without D-Bus.

@@ -1,0 +1,165 @@
+//! The agent's side of the deadman: it registers each boot in the ledger (so
+//! uptime counts), marks the boot good after `good_after` with a stream running,
+//! and when no stream has run for `unhealthy_after` although streams exist, it
+//! asks the ledger. If a reboot would be allowed, `run` returns and the agent
+//! exits with `exit::DEADMAN`, which the unit hands to `harkd deadman decide`
+//! (as root). If not, the agent stays up and says why on D-Bus, HTTP and in the
+//! journal. It reads the stream snapshot and never touches streams.
+
+use std::mem::discriminant;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::ledger::{Decision, Refusal, human};
+use super::{DeadmanStatus, Paths, load, mark_good, store};
+use crate::config::DeadmanConfig;
+use crate::supervisor::Snapshot;
+
+/// How often a refused reboot is asked again (spacing and cap lift with time).
+const RECHECK: Duration = Duration::from_secs(60);
+/// How often the ledger is saved just to credit this boot's uptime.
+const CREDIT_EVERY: Duration = Duration::from_secs(15 * 60);
+
+/// Runs until the agent should stop for a reboot; returns why. Never returns
+/// when the deadman is disabled.
+pub async fn run(
+    cfg: DeadmanConfig,
+    paths: Paths,
+    snapshots: watch::Receiver<Snapshot>,
+    publish: impl Fn(DeadmanStatus),
+) -> String {
+    if !cfg.enabled {
+        publish(DeadmanStatus::disabled());
+        return std::future::pending().await;
+    }
+    let mut status = register(&paths, &cfg);
+    let mut marked = status.good_boot;
+    publish(status.clone());
+
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut healthy_since: Option<Instant> = None;
+    let mut unhealthy_since: Option<Instant> = None;
+    let mut next_check = Instant::now();
+    let mut next_credit = Instant::now() + CREDIT_EVERY;
+    let mut last_refusal: Option<std::mem::Discriminant<Refusal>> = None;
+    loop {
+        // The first tick fires at once: an agent that starts unhealthy starts
+        // counting now.
+        tick.tick().await;
+        let now = Instant::now();
+        let (running, total, summary) = {
+            let s = snapshots.borrow();
+            let running = s.streams.iter().filter(|s| s.state == "running").count();
+            (running, s.streams.len(), s.summary())
+        };
+        let before = status.clone();
+        if running > 0 {
+            unhealthy_since = None;
+            let since = *healthy_since.get_or_insert(now);
+            if !marked && now - since >= cfg.good_after {
+                match mark_good(&paths, &cfg) {
+                    Ok(l) => {
+                        marked = true;
+                        last_refusal = None;
+                        tracing::info!(
+                            healthy_for = %human(cfg.good_after.as_secs()),
+                            "deadman: boot marked good"
+                        );
+                        if let Ok(n) = super::clock::now(&paths.procfs) {
+                            status = DeadmanStatus::of(&l, &n, &cfg);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "deadman: cannot mark the boot good");
+                        status.detail = Some(e.to_string());
+                    }
+                }
+            }
+        } else if total > 0 {
+            healthy_since = None;
+            let since = *unhealthy_since.get_or_insert(now);
+            if now - since >= cfg.unhealthy_after && now >= next_check {
+                next_check = now + RECHECK;
+                let reason = format!(
+                    "no stream running for {} ({summary})",
+                    human((now - since).as_secs())
+                );
+                match load(&paths, &cfg) {
+                    Ok((mut l, n)) => match l.decide(&cfg.policy) {
+                        Decision::Allow => {
+                            tracing::error!(
+                                reason,
+                                "deadman: the agent cannot work; stopping so the service \
+                                 manager's deadman can reboot"
+                            );
+                            status.state = "rebooting";
+                            publish(status);
+                            return reason;
+                        }
+                        Decision::Refuse(r) => {
+                            if last_refusal != Some(discriminant(&r)) {
+                                last_refusal = Some(discriminant(&r));
+                                tracing::error!(
+                                    reason,
+                                    refusal = %r,
+                                    "deadman: a reboot is wanted and refused; staying up"
+                                );
+                                l.record_refusal(&n, format!("{reason}: {r}"));
+                                if let Err(e) = store::save(&paths.ledger, &l) {
+                                    tracing::error!(error = %e, "reboot ledger");
+                                }
+                            }
+                            status = DeadmanStatus::of(&l, &n, &cfg);
+                            if !matches!(r, Refusal::Locked { .. }) {
+                                status.state = "refusing";
+                            }
+                            status.detail = Some(r.to_string());
+                        }
+                    },
+                    Err(e) => {
+                        tracing::error!(error = %e, "deadman");
+                        status.state = "error";
+                        status.detail = Some(e.to_string());
+                    }
+                }
+            }
+        } else {
+            // No streams at all (no mic plugged in): nothing a reboot could fix.
+            healthy_since = None;
+            unhealthy_since = None;
+        }
+        if now >= next_credit {
+            next_credit = now + CREDIT_EVERY;
+            let _ = register(&paths, &cfg);
+        }
+        if status != before {
+            publish(status.clone());
+        }
+    }
+}
+
+/// Loads the ledger, brings it up to this boot, and saves it (so this boot's
+/// uptime counts for the reboots before it).
+fn register(paths: &Paths, cfg: &DeadmanConfig) -> DeadmanStatus {
+    match load(paths, cfg) {
+        Ok((l, now)) => {
+            let mut status = DeadmanStatus::of(&l, &now, cfg);
+            if let Err(e) = store::save(&paths.ledger, &l) {
+                tracing::error!(error = %e, "reboot ledger");
+                status.detail = Some(e.to_string());
+            }
+            status
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "deadman");
+            DeadmanStatus {
+                state: "error",
+                detail: Some(e.to_string()),
+                ..DeadmanStatus::of(&Default::default(), &Default::default(), cfg)
+            }
+        }
+    }
+}
