@@ -1306,6 +1306,30 @@ mod tests {
     fn errors_name_line_column_and_key() {
         let cases: &[(&str, &str, usize, &str)] = &[
             ("[rtsp]\nport = 0\n", "rtsp.port", 2, "out of range"),
+            (
+                "[deadman]\nmax_reboots = 0\n",
+                "deadman.max_reboots",
+                2,
+                "between 1 and 100",
+            ),
+            (
+                "[deadman]\nwindow_s = 3600\nmin_spacing_s = 7200\n",
+                "deadman.min_spacing_s",
+                3,
+                "not be longer than deadman.window_s",
+            ),
+            (
+                "[deadman]\nreboot = \"kexec\"\n",
+                "deadman.reboot",
+                2,
+                "unknown variant",
+            ),
+            (
+                "[deadman]\nunhealthy_after_s = 0\n",
+                "deadman.unhealthy_after_s",
+                2,
+                "between 1 and",
+            ),
             ("[rtsp]\nport = 70000\n", "rtsp.port", 2, "out of range"),
             ("[rtsp]\nbogus = 1\n", "rtsp.bogus", 2, "unknown field"),
             ("[rtsp]\nport = \"x\"\n", "rtsp.port", 2, "invalid type"),

@@ -60,6 +60,10 @@ fn busctl_sees_the_agent_its_streams_and_typed_errors() {
         ".State",
         ".StreamCount",
         ".RtspUrlBase",
+        ".DeadmanState",
+        ".RebootsInWindow",
+        ".RebootLimit",
+        ".DeadmanDetail",
         "interface",
         "method",
         "property",
@@ -110,6 +114,15 @@ fn busctl_sees_the_agent_its_streams_and_typed_errors() {
     assert_eq!(
         get("/org/hark/Agent1", "org.hark.Agent1", "RtspUrlBase"),
         format!("s \"rtsp://127.0.0.1:{}/\"", h.port)
+    );
+    // This config leaves the deadman at its default: off.
+    assert_eq!(
+        get("/org/hark/Agent1", "org.hark.Agent1", "DeadmanState"),
+        "s \"disabled\""
+    );
+    assert_eq!(
+        get("/org/hark/Agent1", "org.hark.Agent1", "RebootLimit"),
+        "u 0"
     );
     wait_for("State running", || {
         get("/org/hark/Agent1", "org.hark.Agent1", "State") == "s \"running\""

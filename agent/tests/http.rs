@@ -12,35 +12,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{Harkd, ffmpeg_pull, is_event, windows_rms};
+use common::{http_body as body, http_get_full as get, http_raw as raw};
 
 const TONE: &str = "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n[[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
-
-/// Sends raw bytes and returns (status code, whole response text).
-fn raw(port: u16, request: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
-fn get(port: u16, path: &str) -> (u16, String) {
-    raw(
-        port,
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-}
-
-fn body(resp: &str) -> &str {
-    resp.split_once("\r\n\r\n").map_or("", |(_, b)| b)
-}
 
 #[test]
 fn routes_status_codes_json_and_metrics() {

@@ -6,8 +6,8 @@
 pub mod bus;
 pub mod rtsp_client;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -506,4 +506,37 @@ pub fn windows_rms(pcm: &Pcm, window_s: f64) -> Vec<f64> {
             10.0 * (sum / c.len() as f64).log10()
         })
         .collect()
+}
+
+/// Sends raw bytes and returns (status code, whole response text).
+pub fn http_raw(port: u16, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+pub fn http_get_full(port: u16, path: &str) -> (u16, String) {
+    http_raw(
+        port,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+pub fn http_body(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// GET `path` on the HTTP endpoint and return the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    let (_, resp) = http_get_full(port, path);
+    http_body(&resp).to_string()
 }
