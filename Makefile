@@ -7,7 +7,7 @@ CONFIG ?= configs/dev.toml
 # in configs/dbus installed).
 BUS ?= none
 
-.PHONY: all deps build run test lint bench clean
+.PHONY: all deps build run test lint bench hil clean
 
 all: build
 
@@ -27,6 +27,12 @@ lint: deps
 
 test: lint
 	$(CARGO) test --locked --workspace
+
+# Hardware-in-the-loop: real kernels in QEMU with real udev and sound drivers;
+# see hardware-tests/. HIL=<scenario ...> runs only those.
+hil: build
+	hardware-tests/build-guest.sh target/hil target/release/harkd
+	/usr/bin/python3 hardware-tests/hil.py target/hil $(HIL)
 
 # CPU, memory and latency against the baselines named in the issue; see scripts/bench.py.
 bench: build

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Builds the fast-tier guest for the hardware-in-the-loop tests, from package
+# registries only:
+#   OUT/vmlinux      the kernel of Debian's standard linux-image-amd64 package,
+#                    its ELF payload taken out of vmlinuz (boots faster under TCG)
+#   OUT/initrd.cpio  busybox, systemd-udevd, the sound/USB/virtio modules, harkd
+#                    with the GStreamer plugins it uses, gst-launch-1.0 (to play
+#                    into snd-aloop), and /init (hardware-tests/guest/init)
+# Downloads are cached in OUT/cache; a second run only rebuilds the initrd.
+#
+# usage: hardware-tests/build-guest.sh OUT_DIR HARKD_BINARY
+set -euo pipefail
+
+out=$(realpath -m "${1:?usage: build-guest.sh OUT_DIR HARKD_BINARY}")
+harkd=$(realpath "${2:?usage: build-guest.sh OUT_DIR HARKD_BINARY}")
+here=$(dirname "$(realpath "$0")")
+mkdir -p "$out/cache"
+
+# --- kernel and modules ------------------------------------------------------
+kernel_pkg() {
+    apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+pkg=$(kernel_pkg)
+[ -n "$pkg" ] || { apt-get update -q >/dev/null && pkg=$(kernel_pkg); }
+[ -n "$pkg" ] || { echo "build-guest: cannot find the linux-image package (apt-get update?)" >&2; exit 1; }
+kdir="$out/cache/$pkg"
+if [ ! -f "$kdir/done" ]; then
+    rm -rf "$kdir" && mkdir -p "$kdir"
+    (cd "$out/cache" && apt-get download "$pkg" 2>&1 | grep -v "^W: Download is performed unsandboxed" || true)
+    deb=$(ls "$out/cache/${pkg}"_*.deb | head -1)
+    dpkg-deb -x "$deb" "$kdir/root"
+    touch "$kdir/done"
+fi
+kver=$(ls "$kdir/root/lib/modules")
+if [ ! -f "$out/vmlinux.$kver" ]; then
+    # The xz stream inside vmlinuz is the uncompressed ELF kernel (QEMU boots it
+    # through its PVH note); xz complains about the trailing bytes, not the data.
+    vmlinuz="$kdir/root/boot/vmlinuz-$kver"
+    off=$(grep -abo $'\xfd7zXZ\x00' "$vmlinuz" | head -1 | cut -d: -f1)
+    tail -c +$((off + 1)) "$vmlinuz" | xz -dc 2>/dev/null > "$out/vmlinux.$kver.tmp" || true
+    [ "$(head -c4 "$out/vmlinux.$kver.tmp" | tail -c3)" = ELF ] || { echo "build-guest: no ELF kernel in $vmlinuz" >&2; exit 1; }
+    mv "$out/vmlinux.$kver.tmp" "$out/vmlinux.$kver"
+fi
+ln -sf "vmlinux.$kver" "$out/vmlinux"
+
+root="$out/root"
+rm -rf "$root"
+# Merged /usr, as on the host: libgstreamer finds its plugins relative to where
+# it was loaded from, so /lib must be /usr/lib here too.
+mkdir -p "$root"/usr/lib "$root"/usr/lib64
+ln -s usr/lib "$root/lib"
+ln -s usr/lib64 "$root/lib64"
+mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,run,tmp,var/lib/hark,lib/modules/"$kver"}
+
+modules="snd-aloop snd-usb-audio vhci-hcd virtio_net virtio_pci virtio-rng virtio_console xhci-pci"
+depmod -b "$kdir/root" "$kver"
+for m in $modules; do
+    modprobe -d "$kdir/root" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
+done | sort -u | while read -r ko; do
+    rel=${ko#"$kdir/root"}
+    mkdir -p "$root$(dirname "$rel")"
+    cp "$ko" "$root$rel"
+done
+cp "$kdir/root/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} "$root/lib/modules/$kver/"
+depmod -b "$root" "$kver"
+
+# --- programs and their libraries ---------------------------------------------
+# Copies the shared libraries a host program needs to the same paths in the guest.
+# Paths are taken with their directories resolved (/lib/x86_64-linux-gnu/x ->
+# /usr/lib/x86_64-linux-gnu/x), since the guest has the same merged-/usr links.
+put() {
+    local dest
+    dest="$(realpath -m "$(dirname "$1")")/$(basename "$1")"
+    [ -e "$root$dest" ] && return 0
+    mkdir -p "$root$(dirname "$dest")"
+    cp -L "$1" "$root$dest"
+}
+libs_of() {
+    ldd "$1" 2>/dev/null | awk '/=> \// {print $3} /^\t\/lib/ {print $1}' | while read -r lib; do
+        put "$lib"
+    done
+}
+copy_with_libs() {
+    for f in "$@"; do
+        put "$f"
+        libs_of "$f"
+    done
+}
+
+cp /bin/busybox "$root/bin/busybox"
+copy_with_libs /lib/systemd/systemd-udevd /bin/udevadm /usr/bin/gst-launch-1.0
+install -D -m755 "$harkd" "$root/usr/bin/harkd"
+libs_of "$harkd"
+
+gstlib=/usr/lib/x86_64-linux-gnu/gstreamer-1.0
+plugins="coreelements audiotestsrc alsa audioconvert audioresample audiofx volume level opus app rtp rtpmanager udp"
+for p in $plugins; do
+    copy_with_libs "$gstlib/libgst$p.so"
+done
+copy_with_libs /usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-plugin-scanner
+mkdir -p "$root/usr/share"
+cp -r /usr/share/alsa "$root/usr/share/alsa"
+
+mkdir -p "$root/lib/udev/rules.d"
+for r in 50-udev-default 60-persistent-alsa 78-sound-card 80-drivers; do
+    cp "/lib/udev/rules.d/$r.rules" "$root/lib/udev/rules.d/"
+done
+echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
+printf 'root:x:0:\naudio:x:29:\nhark:x:999:\n' > "$root/etc/group"
+
+install -m755 "$here/guest/init" "$root/init"
+
+(cd "$root" && find . | cpio -o -H newc --quiet) > "$out/initrd.cpio.tmp"
+mv "$out/initrd.cpio.tmp" "$out/initrd.cpio"
+echo "build-guest: kernel $kver, initrd $(du -h "$out/initrd.cpio" | cut -f1)"
