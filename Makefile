@@ -31,7 +31,7 @@ test: lint
 # Hardware-in-the-loop: real kernels in QEMU with real udev and sound drivers;
 # see hardware-tests/. HIL=<scenario ...> runs only those.
 hil: build
-	hardware-tests/build-guest.sh target/hil target/release/harkd
+	hardware-tests/build-guest.sh target/hil target/release/harkd target/release/hark-usbip-mic
 	/usr/bin/python3 hardware-tests/hil.py target/hil $(HIL)
 
 # CPU, memory and latency against the baselines named in the issue; see scripts/bench.py.

@@ -5,14 +5,17 @@
 #                    its ELF payload taken out of vmlinuz (boots faster under TCG)
 #   OUT/initrd.cpio  busybox, systemd-udevd, the sound/USB/virtio modules, harkd
 #                    with the GStreamer plugins it uses, gst-launch-1.0 (to play
-#                    into snd-aloop), and /init (hardware-tests/guest/init)
+#                    into snd-aloop), hark-usbip-mic (attaches emulated USB
+#                    mics to vhci-hcd), and /init (hardware-tests/guest/init)
 # Downloads are cached in OUT/cache; a second run only rebuilds the initrd.
 #
-# usage: hardware-tests/build-guest.sh OUT_DIR HARKD_BINARY
+# usage: hardware-tests/build-guest.sh OUT_DIR HARKD_BINARY USBIP_MIC_BINARY
 set -euo pipefail
 
-out=$(realpath -m "${1:?usage: build-guest.sh OUT_DIR HARKD_BINARY}")
-harkd=$(realpath "${2:?usage: build-guest.sh OUT_DIR HARKD_BINARY}")
+usage="usage: build-guest.sh OUT_DIR HARKD_BINARY USBIP_MIC_BINARY"
+out=$(realpath -m "${1:?$usage}")
+harkd=$(realpath "${2:?$usage}")
+usbip_mic=$(realpath "${3:?$usage}")
 here=$(dirname "$(realpath "$0")")
 mkdir -p "$out/cache"
 
@@ -91,6 +94,8 @@ cp /bin/busybox "$root/bin/busybox"
 copy_with_libs /lib/systemd/systemd-udevd /bin/udevadm /usr/bin/gst-launch-1.0
 install -D -m755 "$harkd" "$root/usr/bin/harkd"
 libs_of "$harkd"
+install -D -m755 "$usbip_mic" "$root/usr/bin/hark-usbip-mic"
+libs_of "$usbip_mic"
 
 gstlib=/usr/lib/x86_64-linux-gnu/gstreamer-1.0
 plugins="coreelements audiotestsrc alsa audioconvert audioresample audiofx volume level opus app rtp rtpmanager udp"

@@ -77,6 +77,7 @@ class Guest:
         self.console = os.path.join(self.dir, "console.log")
         self.rtsp_port = free_port()
         self.http_port = free_port()
+        self.usbip_port = free_port()
         ctl = os.path.join(self.dir, "ctl.sock")
         self.monitor_path = os.path.join(self.dir, "mon.sock")
         args = ["qemu-system-x86_64", *accel(artifacts), "-m", "1024", "-nodefaults",
@@ -86,7 +87,8 @@ class Guest:
                 "-append", "console=ttyS0 panic=-1 loglevel=4 rdinit=/init",
                 "-chardev", f"file,id=con,path={self.console}", "-serial", "chardev:con",
                 "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.rtsp_port}-:8554,"
-                           f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8780",
+                           f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8780,"
+                           f"hostfwd=tcp:127.0.0.1:{self.usbip_port}-:3240",
                 "-device", "virtio-net-pci,netdev=n0",
                 "-device", "virtio-rng-pci",
                 "-device", "virtio-serial-pci",
@@ -178,6 +180,35 @@ class Guest:
             self.proc.kill()
         self.proc.wait(timeout=10)
         self.qemu_log.close()
+
+
+USBIP_MIC = os.environ.get("HIL_USBIP_MIC", os.path.join(HERE, "..", "target", "release",
+                                                         "hark-usbip-mic"))
+
+
+class UsbMic:
+    """An emulated USB microphone: created = plugged into the guest, stop() =
+    unplugged."""
+
+    def __init__(self, guest, serial="HARK0001", vendor="1209", product="4d10",
+                 name="HIL Mic", manufacturer="hark", channels=1, rates="48000", tone=1000):
+        args = [USBIP_MIC, "plug", "--connect", f"127.0.0.1:{guest.usbip_port}",
+                "--vendor", vendor, "--product", product, "--name", name,
+                "--manufacturer", manufacturer, "--channels", str(channels),
+                "--rates", rates, "--tone", str(tone)]
+        args += ["--no-serial"] if serial is None else ["--serial", serial]
+        self.log = open(os.path.join(guest.dir, f"mic-{serial}-{time.monotonic_ns()}.log"), "wb")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
+        line = self.proc.stdout.readline()
+        if line.strip() != b"plugged":
+            raise HilError(f"the emulated mic did not plug in: {line!r}")
+        self.plugged_at = time.monotonic()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.log.close()
 
 
 def wait_until(what, timeout, fn, interval=0.1):
@@ -313,7 +344,59 @@ def scenario_aloop_hotplug(g):
     assert_tone(ffmpeg_pull(url, 3), 440, f"/{name} after replug")
 
 
+def wait_stream(g, what, timeout, pred=lambda name, st: True):
+    def find():
+        for name, st in device_streams(g).items():
+            if pred(name, st):
+                return name, st
+        return None
+    return wait_until(what, timeout, find)
+
+
+def scenario_usb_hotplug(g):
+    """An emulated USB mic plugged in over USB/IP: the guest's snd-usb-audio and
+    udev see a real USB Audio Class device; its stream plays the mic's tone on
+    the host; unplugged mid-stream with a client connected, the stream ends and
+    the agent lives; plugged back, the same name returns with audio."""
+    start_harkd(g)
+    mic = UsbMic(g, serial="HILSER01", name="Field Mic", tone=1000)
+    name, st = wait_stream(g, "the mic's stream", 20)
+    print(f"hil: USB mic -> stream /{name} (card {st['card']}) in "
+          f"{time.monotonic() - mic.plugged_at:.2f} s", flush=True)
+    print(g.sh(f"cat /proc/asound/cards /proc/asound/card{st['card']}/stream0")[1], flush=True)
+    wait_until(f"/{name} running", 20,
+               lambda: device_streams(g).get(name, {}).get("state") == "running")
+    url = f"rtsp://127.0.0.1:{g.rtsp_port}/{name}"
+    assert_tone(ffmpeg_pull(url, 3), 1000, f"/{name}")
+    # Unplug with a client connected: the client ends, the agent lives.
+    client = subprocess.Popen(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
+         "-f", "null", "-"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2)
+    t = time.monotonic()
+    mic.stop()
+    wait_until(f"/{name} removed", 10, lambda: name not in device_streams(g))
+    try:
+        client.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        client.kill()
+        raise HilError("the RTSP client was not ended by the unplug")
+    print(f"hil: unplug -> stream gone and client ended in {time.monotonic() - t:.2f} s",
+          flush=True)
+    if not harkd_alive(g):
+        raise HilError("harkd died on unplug")
+    mic = UsbMic(g, serial="HILSER01", name="Field Mic", tone=440)
+    back, _ = wait_stream(g, "the mic's stream again", 20)
+    if back != name:
+        raise HilError(f"replugged mic came back as /{back}, not /{name}")
+    wait_until(f"/{name} running again", 20,
+               lambda: device_streams(g).get(name, {}).get("state") == "running")
+    assert_tone(ffmpeg_pull(url, 3), 440, f"/{name} after replug")
+    mic.stop()
+
+
 SCENARIOS = {
+    "usb-hotplug": (scenario_usb_hotplug, 240),
     "aloop-hotplug": (scenario_aloop_hotplug, 240),
 }
 
