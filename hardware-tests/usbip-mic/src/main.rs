@@ -44,7 +44,7 @@ fn usage() -> ! {
     eprintln!(
         "usage:\n  hark-usbip-mic plug --connect HOST:PORT [--vendor HEX] [--product HEX] \
          [--serial S | --no-serial] [--manufacturer S] [--name S] [--channels N] \
-         [--rates R,R,...] [--tone HZ] [--amplitude 0..1]\n  hark-usbip-mic listen [--port N]"
+         [--rates R,R,...] [--tone HZ] [--amplitude 0..1]\n  hark-usbip-mic listen [--port N] [--ports COUNT]"
     );
     std::process::exit(2)
 }
@@ -75,21 +75,36 @@ fn hex(s: &str) -> Result<u16, Error> {
 
 // --- the guest's side ----------------------------------------------------------
 
+/// Listens on `--port` (default 3240) and the `--ports` (default 4) ports after
+/// it: a connection to port `base + k` is attached to vhci-hcd port `k`, like a
+/// microphone plugged into socket k of a hub, so tests choose the physical port.
 fn listen(args: &[String]) -> Result<(), Error> {
-    let port: u16 = opt(args, "--port").unwrap_or("3240").parse()?;
-    let listener = TcpListener::bind(("0.0.0.0", port))?;
-    eprintln!("hark-usbip-mic: listening on {port}");
-    for conn in listener.incoming() {
-        match conn.map_err(Error::from).and_then(import) {
-            Ok(port) => eprintln!("hark-usbip-mic: attached on vhci port {port}"),
-            Err(e) => eprintln!("hark-usbip-mic: attach failed: {e}"),
-        }
+    let base: u16 = opt(args, "--port").unwrap_or("3240").parse()?;
+    let count: u16 = opt(args, "--ports").unwrap_or("4").parse()?;
+    let mut threads = vec![];
+    for k in 0..count {
+        let listener = TcpListener::bind(("0.0.0.0", base + k))?;
+        threads.push(std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                match conn
+                    .map_err(Error::from)
+                    .and_then(|c| import(c, u32::from(k)))
+                {
+                    Ok(()) => eprintln!("hark-usbip-mic: attached on vhci port {k}"),
+                    Err(e) => eprintln!("hark-usbip-mic: attach on vhci port {k} failed: {e}"),
+                }
+            }
+        }));
+    }
+    eprintln!("hark-usbip-mic: listening on {base}..{}", base + count - 1);
+    for t in threads {
+        let _ = t.join();
     }
     Ok(())
 }
 
-/// Imports the device the peer serves and gives the socket to vhci-hcd.
-fn import(mut s: TcpStream) -> Result<u32, Error> {
+/// Imports the device the peer serves and gives the socket to vhci-hcd `port`.
+fn import(mut s: TcpStream, port: u32) -> Result<(), Error> {
     s.set_nodelay(true)?;
     let mut req = vec![];
     req.extend(VERSION.to_be_bytes());
@@ -109,7 +124,9 @@ fn import(mut s: TcpStream) -> Result<u32, Error> {
     s.read_exact(&mut dev)?;
     let be32 = |o: usize| u32::from_be_bytes([dev[o], dev[o + 1], dev[o + 2], dev[o + 3]]);
     let (busnum, devnum, speed) = (be32(288), be32(292), be32(296));
-    let port = free_port()?;
+    if !port_is_free(port)? {
+        return Err(format!("vhci port {port} is in use").into());
+    }
     let line = format!(
         "{port} {} {} {speed}",
         s.as_raw_fd(),
@@ -117,20 +134,16 @@ fn import(mut s: TcpStream) -> Result<u32, Error> {
     );
     std::fs::write(format!("{VHCI}/attach"), line)?;
     // vhci-hcd holds its own reference to the socket now.
-    Ok(port)
+    Ok(())
 }
 
-/// A free full/high-speed port of vhci-hcd (status 4: VDEV_ST_NULL).
-fn free_port() -> Result<u32, Error> {
+/// Is vhci-hcd's full/high-speed port `port` free (status 4: VDEV_ST_NULL)?
+fn port_is_free(port: u32) -> Result<bool, Error> {
     let status = std::fs::read_to_string(format!("{VHCI}/status"))?;
-    status
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 3 && f[0] == "hs" && f[2] == "004").then(|| f[1].parse().ok())?
-        })
-        .next()
-        .ok_or_else(|| "no free vhci port".into())
+    Ok(status.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 3 && f[0] == "hs" && f[1].parse::<u32>().ok() == Some(port) && f[2] == "004"
+    }))
 }
 
 // --- the host's side -------------------------------------------------------------
