@@ -114,6 +114,7 @@ echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
 printf 'root:x:0:\naudio:x:29:\nhark:x:999:\n' > "$root/etc/group"
 
 install -m755 "$here/guest/init" "$root/init"
+install -m755 "$here/guest/capture-tree.sh" "$root/usr/bin/capture-tree"
 
 (cd "$root" && find . | cpio -o -H newc --quiet) > "$out/initrd.cpio.tmp"
 mv "$out/initrd.cpio.tmp" "$out/initrd.cpio"

@@ -265,6 +265,48 @@ def assert_tone(samples, freq, what):
         raise HilError(f"{what}: {got:.0f} Hz, wanted {freq} Hz")
 
 
+# --- a minimal RTSP client -------------------------------------------------------
+
+def rtsp_play(port, path, timeout=2.0):
+    """DESCRIBE, SETUP (interleaved TCP) and PLAY; True when PLAY is answered 200."""
+    url = f"rtsp://127.0.0.1:{port}/{path}"
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        buf = b""
+
+        def request(method, target, cseq, headers=""):
+            nonlocal buf
+            s.sendall(f"{method} {target} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n".encode())
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise HilError("connection closed")
+                buf += chunk
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            lines = head.decode(errors="replace").split("\r\n")
+            status = int(lines[0].split()[1])
+            hdrs = {k.strip().lower(): v.strip()
+                    for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
+            length = int(hdrs.get("content-length", "0"))
+            while len(buf) < length:
+                buf += s.recv(4096)
+            body, buf = buf[:length], buf[length:]
+            return status, hdrs, body.decode(errors="replace")
+
+        status, _, sdp = request("DESCRIBE", url, 1, "Accept: application/sdp\r\n")
+        if status != 200:
+            return False
+        control = next((l.split(":", 1)[1].strip() for l in sdp.splitlines()
+                        if l.startswith("a=control:") and l.strip() != "a=control:*"), "stream=0")
+        track = control if control.startswith("rtsp://") else f"{url}/{control}"
+        status, hdrs, _ = request("SETUP", track, 2,
+                                  "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n")
+        if status != 200:
+            return False
+        session = hdrs.get("session", "").split(";")[0]
+        status, _, _ = request("PLAY", url, 3, f"Session: {session}\r\n")
+        return status == 200
+
+
 # --- harkd in the guest -------------------------------------------------------------
 
 GUEST_CONFIG = """
@@ -482,7 +524,142 @@ def scenario_playback_only(g):
         raise HilError(f"a stream was started for it: {device_streams(g)}")
 
 
+def guest_clock_offset(g):
+    """host monotonic - guest monotonic, in seconds, and its uncertainty."""
+    best = None
+    for _ in range(5):
+        t0 = time.monotonic()
+        out = g.sh("grep -m1 'now at' /proc/timer_list")[1]
+        t1 = time.monotonic()
+        guest = int(out.split()[2]) / 1e9
+        if best is None or t1 - t0 < best[1]:
+            best = ((t0 + t1) / 2 - guest, t1 - t0)
+    return best[0], best[1] / 2
+
+
+def percentile(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def scenario_hotplug_latency(g, plugs=20):
+    """Plug the same mic 20 times: from the kernel's add uevent for its sound
+    card (as udev's monitor saw it in the guest) to harkd's stream answering
+    PLAY (a host client through the forwarded port). Target: under 1 s."""
+    start_harkd(g)
+    g.sh("udevadm monitor --kernel --subsystem-match=sound > /tmp/uevents.log 2>&1 &")
+    time.sleep(0.5)
+    latencies = []
+    for i in range(plugs):
+        mic = UsbMic(g, serial="LAT0001", name="Latency Mic", port=i % 4)
+        name = None
+        deadline = time.monotonic() + 15
+        while True:
+            if time.monotonic() > deadline:
+                raise HilError(f"plug {i}: no PLAY within 15 s")
+            if name is None:
+                names = list(device_streams(g))
+                name = names[0] if names else None
+            if name is not None:
+                try:
+                    if rtsp_play(g.rtsp_port, name):
+                        played = time.monotonic()
+                        break
+                except (OSError, HilError, ValueError):
+                    pass
+            time.sleep(0.01)
+        offset, err = guest_clock_offset(g)
+        log = g.sh("cat /tmp/uevents.log")[1]
+        adds = [float(l.split("[")[1].split("]")[0]) for l in log.splitlines()
+                if l.startswith("KERNEL[") and " add " in l and l.rstrip().endswith("(sound)")
+                and "/sound/card" in l and "/controlC" not in l and "/pcm" not in l]
+        if len(adds) != i + 1:
+            raise HilError(f"plug {i}: {len(adds)} card add uevents seen:\n{log}")
+        latency = played - (adds[-1] + offset)
+        latencies.append(latency)
+        mic.stop()
+        wait_until(f"plug {i}: stream removed", 10, lambda: not device_streams(g))
+    print(f"hil: hotplug latency, add uevent -> PLAY answered, {plugs} plugs: "
+          f"p50 {percentile(latencies, 50) * 1000:.0f} ms, p95 {percentile(latencies, 95) * 1000:.0f} ms, "
+          f"max {max(latencies) * 1000:.0f} ms (clock offset uncertainty +/-{err * 1000:.0f} ms)",
+          flush=True)
+    if percentile(latencies, 95) >= 1.0:
+        raise HilError(f"p95 hotplug latency {percentile(latencies, 95):.2f} s is not under 1 s")
+
+
+FIXTURES = os.path.join(HERE, "..", "agent", "tests", "fixtures")
+# Fixture trees captured from the guest kernel (Debian's 6.1 kernel, its
+# snd-usb-audio enumerating hark-usbip-mic devices), used by agent/tests/probe.rs.
+TREES = {
+    "qemu-usb-mics": [
+        dict(port=0, serial="HIL-A1B2", name="Field Mic", rates="44100,48000,96000"),
+        dict(port=1, serial=None, name="USB Audio Device", product="7777"),
+        dict(port=2, serial=None, name="USB Audio Device", product="7777"),
+        dict(port=3, serial="8I8-0001", name="Eight Input", channels=8, product="0808"),
+    ],
+    "qemu-bat-mic": [
+        dict(port=0, serial="BAT-384", name="Bat Detector", rates="384000", product="0384"),
+    ],
+}
+
+
+def read_tree(root):
+    files = {}
+    for dirpath, dirs, names in os.walk(root):
+        for n in dirs + names:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                files[rel] = "-> " + os.readlink(p)
+            elif os.path.isfile(p):
+                with open(p, "rb") as f:
+                    files[rel] = f.read()
+            elif not os.listdir(p):
+                files[rel] = "<empty dir>"
+    return files
+
+
+def scenario_real_trees(g):
+    """What the real kernel shows for USB mics (a mic with a serial and three
+    rates, serial-less twins, an 8-input device, a 384 kHz mic) is captured
+    and compared with the committed fixture trees the probe tests use; with
+    HIL_UPDATE_FIXTURES=1 the fixtures are rewritten instead."""
+    import io
+    import tarfile
+    update = os.environ.get("HIL_UPDATE_FIXTURES") == "1"
+    for tree, specs in TREES.items():
+        mics = []
+        for i, spec in enumerate(specs):
+            mics.append(UsbMic(g, **spec))
+            wait_until(f"{tree}: card {i}", 20, lambda: g.sh(
+                "grep -c USB-Audio /proc/asound/cards", check=False)[1].strip() == str(i + 1))
+        g.sh(f"rm -rf /tmp/{tree} && capture-tree /tmp/{tree}")
+        raw = base64.b64decode(g.sh(f"tar -C /tmp -cf - {tree} | base64")[1])
+        got_dir = os.path.join(g.dir, "captured")
+        with tarfile.open(fileobj=io.BytesIO(raw)) as t:
+            t.extractall(got_dir)
+        got = read_tree(os.path.join(got_dir, tree))
+        want_dir = os.path.join(FIXTURES, tree)
+        if update:
+            shutil.rmtree(want_dir, ignore_errors=True)
+            shutil.copytree(os.path.join(got_dir, tree), want_dir, symlinks=True)
+            print(f"hil: {tree}: fixture rewritten ({len(got)} entries)", flush=True)
+        else:
+            want = read_tree(want_dir)
+            if got != want:
+                diff = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+                raise HilError(f"{tree}: the kernel's tree differs from the fixture in {diff[:10]}")
+            print(f"hil: {tree}: the kernel's tree matches the fixture ({len(got)} entries)",
+                  flush=True)
+        for m in mics:
+            m.stop()
+        wait_until(f"{tree}: cards gone", 10, lambda: g.sh(
+            "grep -c USB-Audio /proc/asound/cards", check=False)[1].strip() == "0")
+
+
 SCENARIOS = {
+    "real-trees": (scenario_real_trees, 200),
+    "hotplug-latency": (scenario_hotplug_latency, 400),
     "identity": (scenario_identity, 300),
     "playback-only": (scenario_playback_only, 120),
     "usb-hotplug": (scenario_usb_hotplug, 240),

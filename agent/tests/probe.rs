@@ -237,3 +237,51 @@ fn probe_of_an_empty_or_missing_tree() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("no sound cards"));
 }
+
+/// `harkd probe` on trees captured from a real kernel: Debian's 6.1 kernel in
+/// the QEMU hardware tests, its snd-usb-audio enumerating emulated USB mics
+/// (hardware-tests/hil.py, scenario real-trees, which also checks in CI that the
+/// kernel still prints exactly these trees).
+#[test]
+fn probe_on_trees_captured_from_the_real_kernel() {
+    let probe = |tree: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(tree);
+        let out = Command::new(common::HARKD)
+            .arg("probe")
+            .arg("--sysfs-root")
+            .arg(dir.join("sys"))
+            .arg("--procfs-root")
+            .arg(dir.join("proc"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = probe("qemu-usb-mics");
+    for want in [
+        // The kernel called it "Mic"; the serial and three rates are read.
+        "card 0 [Mic]: hark Field Mic (1209:4d10, serial \"HIL-A1B2\", port 1-1)",
+        "capture: S16_LE 1 ch 44100, 48000, 96000 Hz (interface 1 altset 1)",
+        "name: field-mic (New)",
+        "plan: capture S16_LE 48000 Hz 1 ch -> opus 48000 Hz 1 ch",
+        // Identical twins without serials: told apart by port, in port order.
+        "card 1 [Device]: hark USB Audio Device (1209:7777, serial none, port 1-2)",
+        "name: usb-audio-device (New)",
+        "card 2 [Device_1]: hark USB Audio Device (1209:7777, serial none, port 1-3)",
+        "name: usb-audio-device-2 (New)",
+        // Eight inputs, captured natively, down-mixed for Opus.
+        "capture: S16_LE 8 ch 48000 Hz (interface 1 altset 1)",
+        "plan: capture S16_LE 48000 Hz 8 ch -> opus 48000 Hz 2 ch",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let out = probe("qemu-bat-mic");
+    for want in [
+        "capture: S16_LE 1 ch 384000 Hz (interface 1 altset 1)",
+        "plan: capture S16_LE 384000 Hz 1 ch -> opus 48000 Hz 1 ch (resampled)",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
