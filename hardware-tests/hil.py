@@ -2,9 +2,10 @@
 """Hardware-in-the-loop scenarios: real Linux kernels in QEMU, real udev, real
 ALSA drivers, harkd inside, real RTSP clients on the host.
 
-usage: hardware-tests/hil.py ARTIFACTS_DIR [SCENARIO ...]
+usage: hardware-tests/hil.py FAST_DIR [--system SYSTEM_DIR] [SCENARIO ...]
 
-ARTIFACTS_DIR holds vmlinux and initrd.cpio (hardware-tests/build-guest.sh).
+FAST_DIR holds vmlinux and initrd.cpio (hardware-tests/build-guest.sh);
+SYSTEM_DIR holds disk.raw, initrd.cpio and vmlinux (hardware-tests/build-system.sh).
 Every scenario boots its own guest and is bounded in time; a hung guest is
 killed and reported as a failure with its serial console attached. Exit status
 0 only when every scenario ran and passed: nothing is skipped.
@@ -67,14 +68,20 @@ def accel(artifacts):
     return ACCEL
 
 
+# Guests started by the scenario that runs now (closed, and shown on failure).
+LIVE = []
+
+
 class Guest:
     """One QEMU guest of the fast tier, with a command channel and forwarded
     RTSP and HTTP ports."""
 
-    def __init__(self, artifacts, name, boot_timeout=90):
+    def __init__(self, artifacts, name, boot_timeout=90, disk=None, workdir=None):
+        """`disk`: the system tier's root file system image (the guest then
+        boots systemd from it; the same image can be booted again)."""
         self.name = name
-        self.dir = tempfile.mkdtemp(prefix=f"hil-{name}-")
-        self.console = os.path.join(self.dir, "console.log")
+        self.dir = workdir or tempfile.mkdtemp(prefix=f"hil-{name}-")
+        self.console = os.path.join(self.dir, f"console-{time.monotonic_ns()}.log")
         self.rtsp_port = free_port()
         self.http_port = free_port()
         # Four "hub sockets": host port usbip_ports[k] -> vhci-hcd port k.
@@ -85,7 +92,9 @@ class Guest:
                 "-display", "none", "-no-reboot",
                 "-kernel", os.path.join(artifacts, "vmlinux"),
                 "-initrd", os.path.join(artifacts, "initrd.cpio"),
-                "-append", "console=ttyS0 panic=-1 loglevel=4 rdinit=/init",
+                "-append", ("console=ttyS0 panic=-1 loglevel=4 root=/dev/vda rw "
+                            "systemd.show_status=0" if disk else
+                            "console=ttyS0 panic=-1 loglevel=4 rdinit=/init"),
                 "-chardev", f"file,id=con,path={self.console}", "-serial", "chardev:con",
                 "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.rtsp_port}-:8554,"
                            f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8780,"
@@ -98,8 +107,11 @@ class Guest:
                 "-device", "virtserialport,chardev=ctl,name=hil",
                 "-monitor", f"unix:{self.monitor_path},server=on,wait=off",
                 "-device", "qemu-xhci,id=xhci", "-audiodev", "none,id=snd0"]
+        if disk:
+            args += ["-drive", f"file={disk},if=virtio,format=raw"]
+        LIVE.append(self)
         self.started = time.monotonic()
-        self.qemu_log = open(os.path.join(self.dir, "qemu.log"), "wb")
+        self.qemu_log = open(os.path.join(self.dir, "qemu.log"), "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=self.qemu_log, stderr=subprocess.STDOUT)
         # Connect before the guest reads the port (a read with nobody connected
@@ -109,6 +121,14 @@ class Guest:
         self.buf = b""
         self.wait_console("HIL: ready", boot_timeout)
         self.boot_s = time.monotonic() - self.started
+
+    def wait_exit(self, timeout):
+        """Waits for QEMU to exit (a guest reboot, with -no-reboot); True if it did."""
+        try:
+            self.proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
 
     def console_text(self):
         try:
@@ -657,68 +677,263 @@ def scenario_real_trees(g):
             "grep -c USB-Audio /proc/asound/cards", check=False)[1].strip() == "0")
 
 
+# --- the system tier: Debian with systemd as PID 1, harkd installed as the README says
+
+def boot_system(system_dir, name, disk=None):
+    """Boots the system image (a fresh copy unless `disk` is given: reusing a
+    disk is booting the same board again)."""
+    if disk is None:
+        work = tempfile.mkdtemp(prefix=f"hil-{name}-")
+        disk = os.path.join(work, "disk.raw")
+        subprocess.run(["cp", "--sparse=always", os.path.join(system_dir, "disk.raw"), disk],
+                       check=True)
+    g = Guest(system_dir, name, boot_timeout=240, disk=disk, workdir=os.path.dirname(disk))
+    g.disk = disk
+    print(f"hil: {name}: systemd guest ready in {g.boot_s:.1f} s", flush=True)
+    return g
+
+
+def unit_props(g, *props):
+    out = g.sh("systemctl show harkd " + " ".join(f"-p {p}" for p in props))[1]
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def wait_active(g, timeout=90):
+    wait_until("harkd active", timeout,
+               lambda: g.sh("systemctl is-active harkd", check=False)[1].strip() == "active")
+
+
+def bus_streams(g):
+    """Device objects on the real system bus: {name: {property: value}}."""
+    out = g.sh("busctl --json=short call org.hark.Agent1 /org/hark/Agent1 "
+               "org.freedesktop.DBus.ObjectManager GetManagedObjects")[1]
+    objs = json.loads(out)["data"][0]
+    streams = {}
+    for ifaces in objs.values():
+        dev = ifaces.get("org.hark.Device1")
+        if dev:
+            props = {k: v["data"] for k, v in dev.items()}
+            streams[props["Name"]] = props
+    return streams
+
+
+def agent_prop(g, prop, as_nobody=False):
+    prefix = "setpriv --reuid=65534 --regid=65534 --clear-groups " if as_nobody else ""
+    return g.sh(f"{prefix}busctl get-property org.hark.Agent1 /org/hark/Agent1 "
+                f"org.hark.Agent1 {prop}", check=False)
+
+
+def scenario_system_service(system_dir):
+    """harkd under systemd as installed: active with STATUS=, runs as user hark
+    under the hardened unit and still serves audio, the D-Bus policy on the real
+    system bus (root may call, nobody may only read), and a USB mic's card id
+    pinned by the unprivileged agent through the udev rule."""
+    g = boot_system(system_dir, "system-service")
+    wait_active(g)
+    wait_until("STATUS= in systemctl", 30,
+               lambda: "1 stream running" in unit_props(g, "StatusText")["StatusText"])
+    p = unit_props(g, "Type", "NotifyAccess", "WatchdogUSec", "MainPID", "StatusText")
+    print(f"hil: harkd.service {p}", flush=True)
+    if p["Type"] != "notify":
+        raise HilError(f"unit type {p['Type']}")
+    user = g.sh(f"ps -o user= -p {p['MainPID']}")[1].strip()
+    if user != "hark":
+        raise HilError(f"harkd runs as {user!r}, not hark")
+    assert_tone(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/test-tone", 3), 440,
+                "/test-tone from the hardened unit")
+
+    rc, out = g.sh("busctl introspect org.hark.Agent1 /org/hark/Agent1")
+    for want in (".RestartStream", ".Reload", ".DeadmanState", ".StreamCount"):
+        if want not in out:
+            raise HilError(f"introspect lacks {want}:\n{out}")
+    rc, out = agent_prop(g, "StreamCount", as_nobody=True)
+    if rc != 0 or out.strip() != "u 1":
+        raise HilError(f"nobody cannot read StreamCount: {rc} {out}")
+    for method in ("Reload", "RestartStream s test-tone"):
+        rc, out = g.sh("setpriv --reuid=65534 --regid=65534 --clear-groups busctl call "
+                       f"org.hark.Agent1 /org/hark/Agent1 org.hark.Agent1 {method}", check=False)
+        if rc == 0 or "Access denied" not in out:
+            raise HilError(f"nobody was not denied {method}: {rc} {out}")
+    g.sh("busctl call org.hark.Agent1 /org/hark/Agent1 org.hark.Agent1 RestartStream s test-tone")
+    print("hil: D-Bus policy: nobody reads and is denied Reload/RestartStream; root calls",
+          flush=True)
+
+    mic = UsbMic(g, serial="SYS-0001", name="System Mic", tone=1000)
+    streams = wait_until("the USB mic on D-Bus", 60, lambda: {
+        n: v for n, v in bus_streams(g).items() if v.get("Card", -1) >= 0} or None)
+    name, props = next(iter(streams.items()))
+    card_id = g.sh(f"cat /proc/asound/card{props['Card']}/id")[1].strip()
+    perms = g.sh(f"stat -c '%U:%G %A' /sys/class/sound/card{props['Card']}/id")[1].strip()
+    print(f"hil: /{name}: card id {card_id!r} ({perms}), pinned by user hark", flush=True)
+    if card_id != name.replace("-", "_")[:15]:
+        raise HilError(f"card id {card_id!r} not pinned to /{name} (id file {perms})")
+    assert_tone(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/{name}", 3), 1000, f"/{name}")
+    mic.stop()
+
+
+def scenario_system_watchdog(system_dir):
+    """The watchdog on a real systemd: the GStreamer thread, then the supervisor
+    loop, wedged on purpose (test hooks); systemd kills the agent and starts it
+    again each time."""
+    g = boot_system(system_dir, "system-watchdog")
+    wait_active(g)
+    g.write("/etc/systemd/system/harkd.service.d/hil.conf",
+            "[Service]\nExecStart=\nExecStart=/usr/bin/harkd run --config /etc/hark/hark.toml "
+            "--test-hooks\nWatchdogSec=6s\n")
+    g.sh("systemctl daemon-reload && systemctl restart harkd")
+    wait_active(g)
+    for sig, part in (("USR1", "GStreamer thread"), ("USR2", "supervisor loop")):
+        wait_until("STATUS=", 30,
+                   lambda: "stream running" in unit_props(g, "StatusText")["StatusText"])
+        before = unit_props(g, "MainPID", "NRestarts")
+        t = time.monotonic()
+        g.sh(f"kill -{sig} {before['MainPID']}")
+        wait_until(f"a restart after wedging the {part}", 60, lambda: (
+            (p := unit_props(g, "MainPID", "NRestarts", "ActiveState"))["NRestarts"]
+            != before["NRestarts"] and p["MainPID"] not in ("0", before["MainPID"])
+            and p["ActiveState"] == "active"))
+        print(f"hil: {part} wedged: killed by the watchdog and running again in "
+              f"{time.monotonic() - t:.1f} s (WatchdogSec=6s)", flush=True)
+    log = g.sh("journalctl -u harkd --no-pager")[1]
+    if log.count("Watchdog timeout") < 2:
+        raise HilError(f"the journal does not show two watchdog timeouts:\n{log[-3000:]}")
+
+
+DEADMAN_CONFIG = """
+[rtsp]
+port = 8554
+
+[devices]
+enabled = false
+
+[deadman]
+enabled = true
+max_reboots = 2
+window_s = 3600
+min_spacing_s = 5
+unhealthy_after_s = 5
+
+# A stream that can never run: the agent exits 4 and the deadman decides.
+[[stream]]
+name = "gone"
+source = "alsa"
+device = "hw:CARD=NoSuchCard"
+"""
+
+
+def scenario_system_deadman(system_dir):
+    """A board whose only stream can never run, with the deadman allowing 2
+    reboots an hour: the agent exits 4, harkd-deadman.service reboots through
+    logind (QEMU started with -no-reboot exits, and the runner boots the same
+    disk again), twice; on the third boot the ledger refuses, the board stays
+    up, and D-Bus says so."""
+    g = boot_system(system_dir, "system-deadman")
+    g.write("/etc/hark/hark.toml", DEADMAN_CONFIG)
+    out = g.sh("harkd deadman mark-good")[1]
+    print(f"hil: boot 1: {out.strip()}", flush=True)
+    g.sh("systemctl restart harkd")
+    boots, reboots = 1, 0
+    while True:
+        if g.wait_exit(180):
+            reboots += 1
+            print(f"hil: boot {boots} ended in a reboot ({reboots} so far)", flush=True)
+            if reboots > 2:
+                raise HilError("more reboots than the cap")
+            disk = g.disk
+            g = boot_system(system_dir, f"system-deadman-boot{boots + 1}", disk=disk)
+            boots += 1
+            continue
+        break
+    # Still up after 180 s: the ledger must have refused.
+    state = agent_prop(g, "DeadmanState")[1].strip()
+    status = g.sh("harkd deadman status")[1]
+    print(f"hil: boot {boots}: stays up; DeadmanState {state}\n{status}", flush=True)
+    if reboots != 2 or boots != 3:
+        raise HilError(f"{boots} boots and {reboots} reboots; wanted 3 and 2")
+    if state != 's "refusing"':
+        raise HilError(f"DeadmanState is {state}")
+    if "reboots in window: 2" not in status or "a reboot now: refused" not in status:
+        raise HilError(f"unexpected ledger status:\n{status}")
+
+
 SCENARIOS = {
-    "real-trees": (scenario_real_trees, 200),
-    "hotplug-latency": (scenario_hotplug_latency, 400),
-    "identity": (scenario_identity, 300),
-    "playback-only": (scenario_playback_only, 120),
-    "usb-hotplug": (scenario_usb_hotplug, 240),
-    "aloop-hotplug": (scenario_aloop_hotplug, 240),
+    # name: (function, time bound in s, what it is given)
+    "aloop-hotplug": (scenario_aloop_hotplug, 240, "fast"),
+    "usb-hotplug": (scenario_usb_hotplug, 240, "fast"),
+    "playback-only": (scenario_playback_only, 120, "fast"),
+    "identity": (scenario_identity, 300, "fast-artifacts"),
+    "hotplug-latency": (scenario_hotplug_latency, 400, "fast"),
+    "real-trees": (scenario_real_trees, 200, "fast"),
+    "system-service": (scenario_system_service, 400, "system"),
+    "system-watchdog": (scenario_system_watchdog, 400, "system"),
+    "system-deadman": (scenario_system_deadman, 900, "system"),
 }
 
 
-def run(artifacts, names):
+def run(fast_dir, system_dir, names):
+    import signal
     results = []
     for name in names:
-        fn, limit = SCENARIOS[name]
+        fn, limit, tier = SCENARIOS[name]
         t = time.monotonic()
-        g = None
-        try:
-            own_guests = fn.__code__.co_varnames[:1] == ("artifacts",)
-            if not own_guests:
-                g = Guest(artifacts, name)
-                print(f"hil: {name}: booted in {g.boot_s:.1f} s", flush=True)
-            import signal
+        LIVE.clear()
 
-            def on_alarm(*_):
-                raise HilError(f"scenario exceeded its {limit} s bound")
-            signal.signal(signal.SIGALRM, on_alarm)
-            signal.alarm(limit)
-            try:
-                fn(artifacts if own_guests else g)
-            finally:
-                signal.alarm(0)
+        def on_alarm(*_):
+            raise HilError(f"scenario exceeded its {limit} s bound")
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.alarm(limit)
+        try:
+            if tier == "fast":
+                g = Guest(fast_dir, name)
+                print(f"hil: {name}: booted in {g.boot_s:.1f} s", flush=True)
+                fn(g)
+            elif tier == "fast-artifacts":
+                fn(fast_dir)
+            else:
+                if system_dir is None:
+                    raise HilError("the system tier's artifacts were not given (--system DIR)")
+                fn(system_dir)
+            signal.alarm(0)
             results.append((name, True, time.monotonic() - t))
             print(f"hil: {name}: PASS in {time.monotonic() - t:.1f} s", flush=True)
         except Exception as e:
+            signal.alarm(0)
             results.append((name, False, time.monotonic() - t))
             print(f"hil: {name}: FAIL: {e}", flush=True)
             traceback.print_exc()
-            if g is not None:
-                print(f"--- serial console of {name} ---\n{g.console_text()[-6000:]}", flush=True)
+            for g in LIVE:
+                print(f"--- serial console of {g.name} ---\n{g.console_text()[-6000:]}", flush=True)
                 try:
-                    print(f"--- harkd log ---\n{g.sh('tail -n 60 /tmp/harkd.log', timeout=5)[1]}")
+                    if g.proc.poll() is None:
+                        print(f"--- harkd log ---\n{g.sh('tail -n 60 /tmp/harkd.log 2>/dev/null || journalctl -b --no-pager -n 80', timeout=10)[1]}")
                 except Exception:
                     pass
         finally:
-            if g is not None:
+            for g in LIVE:
                 g.close()
                 shutil.rmtree(g.dir, ignore_errors=True)
     return results
 
 
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    system_dir = None
+    if "--system" in args:
+        i = args.index("--system")
+        system_dir = args[i + 1]
+        del args[i:i + 2]
+    if not args:
         print(__doc__, file=sys.stderr)
         return 2
-    artifacts = sys.argv[1]
-    names = sys.argv[2:] or list(SCENARIOS)
+    fast_dir, names = args[0], args[1:] or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         print(f"unknown scenarios: {unknown}; known: {list(SCENARIOS)}", file=sys.stderr)
         return 2
     t = time.monotonic()
-    results = run(artifacts, names)
+    results = run(fast_dir, system_dir, names)
+    for name, ok, secs in results:
+        print(f"hil: {'PASS' if ok else 'FAIL'} {name} ({secs:.0f} s)")
     print(f"hil: {sum(ok for _, ok, _ in results)}/{len(results)} passed "
           f"in {time.monotonic() - t:.0f} s", flush=True)
     return 0 if results and all(ok for _, ok, _ in results) else 1

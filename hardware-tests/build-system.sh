@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Builds the system-tier guest: a Debian 12 root file system (debootstrap,
+# minbase, with systemd as PID 1, dbus, udev), harkd installed as the README
+# says (binary, /etc/hark/hark.toml, the units from configs/systemd, the hark
+# user from configs/sysusers.d, the udev rule, the D-Bus policy), a control
+# service for the tests, and a small initramfs that mounts it.
+#   OUT/disk.raw        ext4 image of the root file system
+#   OUT/initrd.cpio     loads virtio_blk and ext4, mounts /dev/vda, switch_root
+# The kernel and its modules come from the fast tier's build (FAST_DIR).
+# The debootstrap result is cached in OUT/cache.
+#
+# usage: hardware-tests/build-system.sh OUT_DIR FAST_DIR HARKD_BINARY USBIP_MIC_BINARY
+set -euo pipefail
+
+usage="usage: build-system.sh OUT_DIR FAST_DIR HARKD_BINARY USBIP_MIC_BINARY"
+out=$(realpath -m "${1:?$usage}")
+fast=$(realpath "${2:?$usage}")
+harkd=$(realpath "${3:?$usage}")
+usbip_mic=$(realpath "${4:?$usage}")
+here=$(dirname "$(realpath "$0")")
+repo=$(dirname "$here")
+mkdir -p "$out/cache"
+
+kdir=$(ls -d "$fast"/cache/linux-image-*/root | head -1)
+kver=$(ls "$kdir/lib/modules")
+
+# --- the Debian root file system (cached) --------------------------------------
+packages="systemd,systemd-sysv,dbus,udev,kmod,iproute2,procps"
+base="$out/cache/rootfs-$(echo "$packages" | md5sum | cut -c1-8).tar"
+if [ ! -f "$base" ]; then
+    rm -rf "$out/cache/debootstrap"
+    debootstrap --variant=minbase --include="$packages" bookworm "$out/cache/debootstrap" \
+        http://deb.debian.org/debian > "$out/cache/debootstrap.log" 2>&1 \
+        || { tail -20 "$out/cache/debootstrap.log" >&2; exit 1; }
+    tar -C "$out/cache/debootstrap" -cf "$base.tmp" .
+    mv "$base.tmp" "$base"
+    rm -rf "$out/cache/debootstrap"
+fi
+root="$out/rootfs"
+rm -rf "$root"
+mkdir -p "$root"
+tar -C "$root" -xf "$base"
+
+# --- kernel modules --------------------------------------------------------------
+mkdir -p "$root/usr/lib/modules"
+cp -a "$kdir/lib/modules/$kver" "$root/usr/lib/modules/"
+depmod -b "$root" "$kver"
+
+# --- harkd and what it needs at run time ------------------------------------------
+put() {
+    local dest
+    dest="$(realpath -m "$(dirname "$1")")/$(basename "$1")"
+    [ -e "$root$dest" ] && return 0
+    mkdir -p "$root$(dirname "$dest")"
+    cp -L "$1" "$root$dest"
+}
+libs_of() {
+    ldd "$1" 2>/dev/null | awk '/=> \// {print $3} /^\t\/lib/ {print $1}' | while read -r lib; do
+        put "$lib"
+    done
+}
+install -D -m755 "$harkd" "$root/usr/bin/harkd"
+libs_of "$harkd"
+gstlib=/usr/lib/x86_64-linux-gnu/gstreamer-1.0
+for p in coreelements audiotestsrc alsa audioconvert audioresample audiofx volume level opus app rtp rtpmanager udp; do
+    put "$gstlib/libgst$p.so"
+    libs_of "$gstlib/libgst$p.so"
+done
+put /usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-plugin-scanner
+libs_of /usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-plugin-scanner
+[ -d "$root/usr/share/alsa" ] || cp -r /usr/share/alsa "$root/usr/share/alsa"
+
+# As the README installs it.
+install -D -m644 "$repo/configs/hark.toml" "$root/etc/hark/hark.toml"
+install -D -m644 -t "$root/etc/systemd/system/" \
+    "$repo/configs/systemd/harkd.service" "$repo/configs/systemd/harkd-deadman.service"
+install -D -m644 "$repo/configs/sysusers.d/hark.conf" "$root/etc/sysusers.d/hark.conf"
+systemd-sysusers --root="$root" "$root/etc/sysusers.d/hark.conf"
+install -D -m644 "$repo/configs/udev/70-hark.rules" "$root/etc/udev/rules.d/70-hark.rules"
+install -D -m644 "$repo/configs/modules-load.d/hark.conf" "$root/etc/modules-load.d/hark.conf"
+install -D -m644 "$repo/configs/dbus/org.hark.Agent1.conf" "$root/etc/dbus-1/system.d/org.hark.Agent1.conf"
+mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
+ln -sf /etc/systemd/system/harkd.service "$root/etc/systemd/system/multi-user.target.wants/harkd.service"
+
+# --- the test harness's parts ---------------------------------------------------------
+echo hark-hil > "$root/etc/hostname"
+install -D -m644 /dev/stdin "$root/etc/systemd/network/20-wired.network" <<'EOF'
+[Match]
+Name=en* eth*
+
+[Network]
+Address=10.0.2.15/24
+Gateway=10.0.2.2
+EOF
+ln -sf /lib/systemd/system/systemd-networkd.service \
+    "$root/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+install -D -m755 "$here/guest/hil-control" "$root/usr/local/sbin/hil-control"
+install -D -m644 /dev/stdin "$root/etc/systemd/system/hil-control.service" <<'EOF'
+[Unit]
+Description=hardware-test control channel (virtio port "hil")
+DefaultDependencies=no
+After=systemd-udevd.service
+Wants=systemd-udevd.service
+
+[Service]
+ExecStart=/usr/local/sbin/hil-control
+Restart=always
+
+[Install]
+WantedBy=sysinit.target
+EOF
+mkdir -p "$root/etc/systemd/system/sysinit.target.wants"
+ln -sf /etc/systemd/system/hil-control.service "$root/etc/systemd/system/sysinit.target.wants/hil-control.service"
+install -D -m755 "$usbip_mic" "$root/usr/local/bin/hark-usbip-mic"
+install -D -m644 /dev/stdin "$root/etc/systemd/system/hil-usbip.service" <<'EOF'
+[Unit]
+Description=hardware-test USB/IP attach (emulated microphones from the host)
+After=network.target
+
+[Service]
+ExecStartPre=/sbin/modprobe vhci-hcd
+ExecStart=/usr/local/bin/hark-usbip-mic listen --port 3240 --ports 4
+
+[Install]
+WantedBy=multi-user.target
+EOF
+ln -sf /etc/systemd/system/hil-usbip.service "$root/etc/systemd/system/multi-user.target.wants/hil-usbip.service"
+# No password prompts, no getty on the console (the tests drive the guest).
+ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
+ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"
+
+rm -f "$out/disk.raw"
+mkfs.ext4 -q -F -L hark -d "$root" "$out/disk.raw" 1200M
+
+# --- the initramfs that mounts it -----------------------------------------------------
+ird="$out/initrd-root"
+rm -rf "$ird"
+mkdir -p "$ird"/{bin,dev,proc,sys,newroot,lib/modules}
+cp /bin/busybox "$ird/bin/busybox"
+for m in virtio_blk virtio_pci ext4; do
+    modprobe -d "$kdir" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
+done | awk '!seen[$0]++' > "$ird/order"
+while read -r ko; do cp "$ko" "$ird/lib/modules/"; done < "$ird/order"
+sed -i 's|.*/||' "$ird/order"
+cat > "$ird/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+while read -r m; do insmod "/lib/modules/$m" 2>/dev/null; done < /order
+i=0
+while [ ! -b /dev/vda ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+mount -t ext4 -o rw /dev/vda /newroot || { echo "initrd: cannot mount /dev/vda"; sleep 5; poweroff -f; }
+umount /proc /sys
+mount --move /dev /newroot/dev
+exec switch_root /newroot /sbin/init
+EOF
+chmod +x "$ird/init"
+(cd "$ird" && find . | cpio -o -H newc --quiet) > "$out/initrd.cpio"
+ln -sf "$fast/vmlinux" "$out/vmlinux"
+echo "build-system: disk $(du -h --apparent-size "$out/disk.raw" | cut -f1), rootfs $(du -sh "$root" | cut -f1)"
