@@ -32,7 +32,8 @@ test: lint
 # see hardware-tests/. HIL=<scenario ...> runs only those.
 hil: build
 	hardware-tests/build-guest.sh target/hil target/release/harkd target/release/hark-usbip-mic
-	/usr/bin/python3 hardware-tests/hil.py target/hil $(HIL)
+	hardware-tests/build-system.sh target/hil-system target/hil target/release/harkd target/release/hark-usbip-mic
+	/usr/bin/python3 hardware-tests/hil.py target/hil --system target/hil-system $(HIL)
 
 # CPU, memory and latency against the baselines named in the issue; see scripts/bench.py.
 bench: build

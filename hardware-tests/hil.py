@@ -828,23 +828,35 @@ def scenario_system_deadman(system_dir):
     disk again), twice; on the third boot the ledger refuses, the board stays
     up, and D-Bus says so."""
     g = boot_system(system_dir, "system-deadman")
+    wait_active(g)
     g.write("/etc/hark/hark.toml", DEADMAN_CONFIG)
     out = g.sh("harkd deadman mark-good")[1]
     print(f"hil: boot 1: {out.strip()}", flush=True)
     g.sh("systemctl restart harkd")
     boots, reboots = 1, 0
     while True:
-        if g.wait_exit(180):
-            reboots += 1
-            print(f"hil: boot {boots} ended in a reboot ({reboots} so far)", flush=True)
-            if reboots > 2:
-                raise HilError("more reboots than the cap")
-            disk = g.disk
-            g = boot_system(system_dir, f"system-deadman-boot{boots + 1}", disk=disk)
-            boots += 1
-            continue
-        break
-    # Still up after 180 s: the ledger must have refused.
+        # Each boot ends in a reboot (QEMU exits), or the agent stays up refusing.
+        deadline = time.monotonic() + 180
+        refusing = False
+        while time.monotonic() < deadline:
+            if g.wait_exit(2):
+                break
+            if agent_prop(g, "DeadmanState")[1].strip() == 's "refusing"':
+                refusing = True
+                break
+        else:
+            raise HilError(f"boot {boots}: neither a reboot nor a refusal within 180 s")
+        if refusing:
+            # And it stays that way: no reboot in the next 20 s.
+            if g.wait_exit(20):
+                raise HilError(f"boot {boots} rebooted after refusing")
+            break
+        reboots += 1
+        print(f"hil: boot {boots} ended in a reboot ({reboots} so far)", flush=True)
+        if reboots > 2:
+            raise HilError("more reboots than the cap")
+        g = boot_system(system_dir, f"system-deadman-boot{boots + 1}", disk=g.disk)
+        boots += 1
     state = agent_prop(g, "DeadmanState")[1].strip()
     status = g.sh("harkd deadman status")[1]
     print(f"hil: boot {boots}: stays up; DeadmanState {state}\n{status}", flush=True)

@@ -17,7 +17,7 @@ packages=(
   python3-gi gir1.2-gst-rtsp-server-1.0
   # hardware-in-the-loop tests: QEMU, and what the guest is built from (the
   # kernel comes from Debian's linux-image-amd64 by apt-get download)
-  qemu-system-x86 busybox-static cpio udev xz-utils kmod
+  qemu-system-x86 busybox-static cpio udev xz-utils kmod debootstrap e2fsprogs
 )
 
 missing=()

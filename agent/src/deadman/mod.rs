@@ -101,7 +101,7 @@ impl Paths {
 pub enum DeadmanError {
     #[error(transparent)]
     Clock(#[from] clock::ClockError),
-    #[error("{0}; not rebooting, since a reboot that is not recorded is not capped")]
+    #[error("{0}")]
     Record(store::StoreError),
     #[error(transparent)]
     Reboot(#[from] RebootError),
@@ -143,7 +143,13 @@ pub async fn decide(
                 // Recorded (durably) before it is requested: a reboot that
                 // cannot be recorded is not done.
                 l.record_reboot(&now, reason);
-                store::save(&paths.ledger, &l).map_err(DeadmanError::Record)?;
+                if let Err(e) = store::save(&paths.ledger, &l) {
+                    tracing::error!(
+                        error = %e,
+                        "deadman: not rebooting, since a reboot that is not recorded is not capped"
+                    );
+                    return Err(DeadmanError::Record(e));
+                }
                 tracing::warn!(
                     reason,
                     reboots_in_window = l.in_window(&cfg.policy),
