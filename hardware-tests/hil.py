@@ -411,6 +411,46 @@ def scenario_aloop_hotplug(g):
     assert_tone(ffmpeg_pull(url, 3), 440, f"/{name} after replug")
 
 
+ALOOP_RATES_CONFIG = GUEST_CONFIG.replace("allow_non_usb = true", "allow_non_usb = false") + """
+# Two capture substreams of the loopback card at other rates and channel counts.
+[[stream]]
+name = "hi-res"
+source = "alsa"
+device = "hw:Loopback,0,1"
+codec = "l16"
+sample_rate = 96000
+channels = 2
+
+[[stream]]
+name = "narrow"
+source = "alsa"
+device = "hw:Loopback,0,2"
+codec = "opus"
+sample_rate = 16000
+channels = 1
+"""
+
+
+def scenario_aloop_rates(g):
+    """The data path at other rates and channel counts through a real kernel
+    driver: snd-aloop substreams captured at 96 kHz stereo (L16) and 16 kHz mono
+    (Opus), each fed its own tone, each decoded on the host."""
+    g.sh("modprobe snd-aloop")
+    start_harkd(g, ALOOP_RATES_CONFIG)
+    for sub, rate, ch, freq in ((1, 96000, 2, 3000), (2, 16000, 1, 500)):
+        g.sh(f"gst-launch-1.0 -q audiotestsrc freq={freq} volume=0.25 is-live=true ! "
+             f"audio/x-raw,rate={rate},channels={ch},format=S16LE ! "
+             f"alsasink device=plughw:Loopback,1,{sub} buffer-time=200000 "
+             f"> /tmp/play{sub}.log 2>&1 &")
+    for name, freq in (("hi-res", 3000), ("narrow", 500)):
+        wait_until(f"/{name} running", 30, lambda: any(
+            s["name"] == name and s["state"] == "running"
+            for s in g.http_json("/api/v1/status")["streams"]))
+        st = next(s for s in g.http_json("/api/v1/status")["streams"] if s["name"] == name)
+        assert_tone(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/{name}", 3), freq,
+                    f"/{name} ({st['codec']} {st['sample_rate']} Hz {st['channels']} ch)")
+
+
 def wait_stream(g, what, timeout, pred=lambda name, st: True):
     def find():
         for name, st in device_streams(g).items():
@@ -871,6 +911,7 @@ def scenario_system_deadman(system_dir):
 SCENARIOS = {
     # name: (function, time bound in s, what it is given)
     "aloop-hotplug": (scenario_aloop_hotplug, 240, "fast"),
+    "aloop-rates": (scenario_aloop_rates, 240, "fast"),
     "usb-hotplug": (scenario_usb_hotplug, 240, "fast"),
     "playback-only": (scenario_playback_only, 120, "fast"),
     "identity": (scenario_identity, 300, "fast-artifacts"),
