@@ -55,7 +55,7 @@ ln -s usr/lib "$root/lib"
 ln -s usr/lib64 "$root/lib64"
 mkdir -p "$root"/{bin,sbin,etc,proc,sys,dev,run,tmp,var/lib/hark,lib/modules/"$kver"}
 
-modules="snd-aloop snd-usb-audio vhci-hcd virtio_net virtio_pci virtio-rng virtio_console xhci-pci"
+modules="snd-aloop snd-usb-audio vhci-hcd virtio_net virtio_pci virtio-rng virtio_console xhci-pci snd-intel8x0"
 depmod -b "$kdir/root" "$kver"
 for m in $modules; do
     modprobe -d "$kdir/root" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'

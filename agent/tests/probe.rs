@@ -277,6 +277,20 @@ fn probe_on_trees_captured_from_the_real_kernel() {
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
+    let out = probe("qemu-cm108");
+    for want in [
+        "card 0 [Device]: C-Media Electronics Inc. USB PnP Sound Device (0d8c:0014, serial none, port 1-1)",
+        "capture: S16_LE 1 ch 48000, 44100 Hz (interface 1 altset 1)",
+        "name: usb-pnp-sound-device (New)",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    let out = probe("qemu-onboard");
+    assert!(
+        out.contains("card 0 [I82801AAICH]: not a USB device")
+            && out.contains("ignored: not a USB device (set devices.allow_non_usb to stream it)"),
+        "{out}"
+    );
     let out = probe("qemu-bat-mic");
     for want in [
         "capture: S16_LE 1 ch 384000 Hz (interface 1 altset 1)",
