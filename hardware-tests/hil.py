@@ -365,6 +365,14 @@ def device_streams(g):
     return {s["name"]: s for s in st["streams"] if s.get("card") is not None}
 
 
+def wait_loud(g, name, timeout=20):
+    """Waits until harkd's level meter shows the tone on `name` (a loopback
+    stream runs, silent, before the player has started)."""
+    wait_until(f"/{name} carrying the tone", timeout, lambda: any(
+        s["name"] == name and s["state"] == "running" and (s.get("rms_dbfs") or -200) > -30
+        for s in g.http_json("/api/v1/status")["streams"]))
+
+
 def play_into_loopback(g, freq, card):
     # plughw: snd-aloop makes the playback side take the format the capture side
     # opened with (harkd opens the card's native 32 channels).
@@ -391,8 +399,7 @@ def scenario_aloop_hotplug(g):
     if card_id != name:
         raise HilError(f"card id {card_id!r}, wanted the stream name {name!r}")
     play_into_loopback(g, 1000, card)
-    wait_until(f"/{name} running", 20,
-               lambda: device_streams(g).get(name, {}).get("state") == "running")
+    wait_loud(g, name)
     url = f"rtsp://127.0.0.1:{g.rtsp_port}/{name}"
     assert_tone(ffmpeg_pull(url, 3), 1000, f"/{name} before unplug")
 
@@ -407,8 +414,7 @@ def scenario_aloop_hotplug(g):
     g.sh("pkill gst-launch-1.0; true")
     card = device_streams(g)[name]["card"]
     play_into_loopback(g, 440, card)
-    wait_until(f"/{name} running again", 20,
-               lambda: device_streams(g).get(name, {}).get("state") == "running")
+    wait_loud(g, name)
     assert_tone(ffmpeg_pull(url, 3), 440, f"/{name} after replug")
 
 
@@ -444,9 +450,7 @@ def scenario_aloop_rates(g):
              f"alsasink device=plughw:Loopback,1,{sub} buffer-time=200000 "
              f"> /tmp/play{sub}.log 2>&1 &")
     for name, freq in (("hi-res", 3000), ("narrow", 500)):
-        wait_until(f"/{name} running", 30, lambda: any(
-            s["name"] == name and s["state"] == "running"
-            for s in g.http_json("/api/v1/status")["streams"]))
+        wait_loud(g, name, 30)
         st = next(s for s in g.http_json("/api/v1/status")["streams"] if s["name"] == name)
         assert_tone(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/{name}", 3), freq,
                     f"/{name} ({st['codec']} {st['sample_rate']} Hz {st['channels']} ch)")
