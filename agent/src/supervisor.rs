@@ -69,6 +69,16 @@ pub struct StreamStatus {
     pub last_error: Option<String>,
     /// The sound card it captures, for streams that follow a device.
     pub card: Option<u32>,
+    /// "tone" (built in), "alsa" (a configured capture device) or "device"
+    /// (a discovered microphone).
+    pub source: &'static str,
+}
+
+impl StreamStatus {
+    /// Does it capture from a sound device (as opposed to the built-in tone)?
+    pub fn captures(&self) -> bool {
+        self.source != "tone"
+    }
 }
 
 /// One sound card the agent has seen.
@@ -581,6 +591,11 @@ impl Supervisor {
                     failures: e.health.failures,
                     last_error: e.health.last_error.clone(),
                     card: e.card,
+                    source: match (&e.spec.source, e.card) {
+                        (crate::config::Source::Tone { .. }, _) => "tone",
+                        (_, Some(_)) => "device",
+                        (_, None) => "alsa",
+                    },
                 })
                 .collect(),
             devices: self

@@ -276,8 +276,8 @@ fn an_unreadable_clock_is_an_error_not_a_reboot() {
 
 // --- the agent's side ---------------------------------------------------------
 
-/// An agent whose only stream can never run (no such ALSA device), watched by
-/// the deadman after 2 s.
+/// An agent whose only capture stream can never run (no such ALSA device),
+/// watched by the deadman after 2 s. Its tone stream runs, and must not hide that.
 fn broken_agent_config(b: &Board) -> String {
     format!(
         r#"
@@ -298,6 +298,10 @@ good_after_s = 1
 name = "gone"
 source = "alsa"
 device = "hw:CARD=NoSuchCardHere"
+
+[[stream]]
+name = "tone"
+source = "tone"
 "#,
         b.state().display()
     )
@@ -328,9 +332,12 @@ fn the_agent_exits_4_for_the_deadman_when_no_stream_can_run() {
         msg(v).starts_with("deadman: the agent cannot work")
     });
     let reason = line["reason"].as_str().unwrap();
-    assert!(reason.starts_with("no stream running for "), "{reason}");
     assert!(
-        reason.ends_with("(0 streams running, 1 not running)"),
+        reason.starts_with("no capture stream running for "),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with("(1 stream running, 1 not running)"),
         "{reason}"
     );
     // The agent does not record the reboot: `decide` (root) does.
@@ -368,7 +375,7 @@ fn a_refused_reboot_keeps_the_agent_up_and_says_why() {
     // The refusal is in the ledger for `harkd deadman status`.
     let (status, _) = b.run(&["status"]);
     assert!(
-        status.contains("last refusal: no stream running"),
+        status.contains("last refusal: no capture stream running"),
         "{status}"
     );
     assert!(h.child.id() > 0);

@@ -1,6 +1,7 @@
 //! The agent's side of the deadman: it registers each boot in the ledger (so
 //! uptime counts), marks the boot good after `good_after` with a stream running,
-//! and when no stream has run for `unhealthy_after` although streams exist, it
+//! and when no capture stream has run for `unhealthy_after` although capture
+//! streams exist (a built-in tone proves nothing about the microphones), it
 //! asks the ledger. If a reboot would be allowed, `run` returns and the agent
 //! exits with `exit::DEADMAN`, which the unit hands to `harkd deadman decide`
 //! (as root). If not, the agent stays up and says why on D-Bus, HTTP and in the
@@ -50,13 +51,20 @@ pub async fn run(
         // counting now.
         tick.tick().await;
         let now = Instant::now();
-        let (running, total, summary) = {
+        let (any_running, capturing, capture_total, summary) = {
             let s = snapshots.borrow();
-            let running = s.streams.iter().filter(|s| s.state == "running").count();
-            (running, s.streams.len(), s.summary())
+            let capture = s.streams.iter().filter(|st| st.captures());
+            (
+                s.streams.iter().any(|st| st.state == "running"),
+                capture.clone().filter(|st| st.state == "running").count(),
+                capture.count(),
+                s.summary(),
+            )
         };
         let before = status.clone();
-        if running > 0 {
+        // A good boot: something runs (the agent works). A reboot is only ever
+        // wanted for capture streams that all fail.
+        if any_running && (capture_total == 0 || capturing > 0) {
             unhealthy_since = None;
             let since = *healthy_since.get_or_insert(now);
             if !marked && now - since >= cfg.good_after {
@@ -78,13 +86,13 @@ pub async fn run(
                     }
                 }
             }
-        } else if total > 0 {
+        } else if capture_total > 0 && capturing == 0 {
             healthy_since = None;
             let since = *unhealthy_since.get_or_insert(now);
             if now - since >= cfg.unhealthy_after && now >= next_check {
                 next_check = now + RECHECK;
                 let reason = format!(
-                    "no stream running for {} ({summary})",
+                    "no capture stream running for {} ({summary})",
                     human((now - since).as_secs())
                 );
                 match load(&paths, &cfg) {
@@ -127,7 +135,8 @@ pub async fn run(
                 }
             }
         } else {
-            // No streams at all (no mic plugged in): nothing a reboot could fix.
+            // No capture streams (no mic plugged in), or nothing runs yet while
+            // capture works: nothing a reboot could fix.
             healthy_since = None;
             unhealthy_since = None;
         }
