@@ -773,6 +773,7 @@ mod tests {
             failures: 0,
             last_error: None,
             card: None,
+            source: "tone",
         }
     }
 
