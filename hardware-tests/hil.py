@@ -906,7 +906,14 @@ def scenario_system_deadman(system_dir):
         while time.monotonic() < deadline:
             if g.wait_exit(2):
                 break
-            if agent_prop(g, "DeadmanState")[1].strip() == 's "refusing"':
+            try:
+                state = agent_prop(g, "DeadmanState")[1].strip()
+            except HilError:
+                # The reboot can cut the control channel mid-command.
+                if g.wait_exit(30):
+                    break
+                raise
+            if state == 's "refusing"':
                 refusing = True
                 break
         else:
