@@ -497,6 +497,15 @@ def scenario_usb_hotplug(g):
           flush=True)
     if not harkd_alive(g):
         raise HilError("harkd died on unplug")
+    # A vanished device is a removal, not a failure to retry: no capture is
+    # restarted against the missing card (no backoff storm).
+    time.sleep(3)
+    log = g.sh("cat /tmp/harkd.log")[1].splitlines()
+    retries = [l for l in log if '"restarting capture"' in l and f'"stream":"{name}"' in l]
+    if retries:
+        raise HilError(f"capture restarted against an unplugged mic: {retries[:3]}")
+    scheduled = sum('"restart scheduled"' in l and f'"stream":"{name}"' in l for l in log)
+    print(f"hil: after unplug: 0 restarts, {scheduled} scheduled and cancelled", flush=True)
     mic = UsbMic(g, serial="HILSER01", name="Field Mic", tone=440)
     back, _ = wait_stream(g, "the mic's stream again", 20)
     if back != name:
@@ -834,6 +843,8 @@ def scenario_system_service(system_dir):
         raise HilError(f"card id {card_id!r} not pinned to /{name} (id file {perms})")
     assert_tone(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/{name}", 3), 1000, f"/{name}")
     mic.stop()
+    wait_until(f"/{name}'s D-Bus object removed", 20, lambda: name not in bus_streams(g))
+    print(f"hil: unplugged: /{name} gone from the system bus", flush=True)
 
 
 def scenario_system_watchdog(system_dir):
@@ -908,7 +919,7 @@ def scenario_system_deadman(system_dir):
                 break
             try:
                 state = agent_prop(g, "DeadmanState")[1].strip()
-            except HilError:
+            except (HilError, OSError):
                 # The reboot can cut the control channel mid-command.
                 if g.wait_exit(30):
                     break

@@ -459,7 +459,23 @@ impl Supervisor {
                 generation,
                 reason,
             } => {
-                if self.is_current(&stream, generation) {
+                // A microphone pulled out mid-stream: the pipeline's error
+                // ("device disconnected") usually comes before udev's remove
+                // event. If the card is already gone, it is a removal now, not a
+                // failure to retry against a missing device.
+                let card = self.streams.get(&stream).and_then(|e| e.card);
+                if let Some(index) = card
+                    && self.is_current(&stream, generation)
+                    && !self
+                        .device_io
+                        .sysfs
+                        .join("class/sound")
+                        .join(format!("card{index}"))
+                        .exists()
+                {
+                    tracing::info!(stream = %stream, card = index, reason = %reason, "capture ended: the card is gone");
+                    self.device_removed(index);
+                } else if self.is_current(&stream, generation) {
                     self.feed(&stream, Input::Failure { reason }, now);
                 } else {
                     tracing::debug!(stream = %stream, generation, reason = %reason, "stale failure ignored");
