@@ -68,27 +68,7 @@ cp "$kdir/root/lib/modules/$kver"/modules.{order,builtin,builtin.modinfo} "$root
 depmod -b "$root" "$kver"
 
 # --- programs and their libraries ---------------------------------------------
-# Copies the shared libraries a host program needs to the same paths in the guest.
-# Paths are taken with their directories resolved (/lib/x86_64-linux-gnu/x ->
-# /usr/lib/x86_64-linux-gnu/x), since the guest has the same merged-/usr links.
-put() {
-    local dest
-    dest="$(realpath -m "$(dirname "$1")")/$(basename "$1")"
-    [ -e "$root$dest" ] && return 0
-    mkdir -p "$root$(dirname "$dest")"
-    cp -L "$1" "$root$dest"
-}
-libs_of() {
-    ldd "$1" 2>/dev/null | awk '/=> \// {print $3} /^\t\/lib/ {print $1}' | while read -r lib; do
-        put "$lib"
-    done
-}
-copy_with_libs() {
-    for f in "$@"; do
-        put "$f"
-        libs_of "$f"
-    done
-}
+. "$here/copy-libs.sh"
 
 cp /bin/busybox "$root/bin/busybox"
 copy_with_libs /lib/systemd/systemd-udevd /bin/udevadm /usr/bin/gst-launch-1.0

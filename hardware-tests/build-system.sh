@@ -47,27 +47,14 @@ cp -a "$kdir/lib/modules/$kver" "$root/usr/lib/modules/"
 depmod -b "$root" "$kver"
 
 # --- harkd and what it needs at run time ------------------------------------------
-put() {
-    local dest
-    dest="$(realpath -m "$(dirname "$1")")/$(basename "$1")"
-    [ -e "$root$dest" ] && return 0
-    mkdir -p "$root$(dirname "$dest")"
-    cp -L "$1" "$root$dest"
-}
-libs_of() {
-    ldd "$1" 2>/dev/null | awk '/=> \// {print $3} /^\t\/lib/ {print $1}' | while read -r lib; do
-        put "$lib"
-    done
-}
+. "$here/copy-libs.sh"
 install -D -m755 "$harkd" "$root/usr/bin/harkd"
 libs_of "$harkd"
 gstlib=/usr/lib/x86_64-linux-gnu/gstreamer-1.0
 for p in coreelements audiotestsrc alsa audioconvert audioresample audiofx volume level opus app rtp rtpmanager udp; do
-    put "$gstlib/libgst$p.so"
-    libs_of "$gstlib/libgst$p.so"
+    copy_with_libs "$gstlib/libgst$p.so"
 done
-put /usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-plugin-scanner
-libs_of /usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-plugin-scanner
+copy_with_libs /usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-plugin-scanner
 [ -d "$root/usr/share/alsa" ] || cp -r /usr/share/alsa "$root/usr/share/alsa"
 
 # As the README installs it.
