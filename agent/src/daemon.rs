@@ -193,7 +193,6 @@ pub async fn run(
             let stop = matches!(ev, Event::Shutdown);
             if stop {
                 tracing::info!("shutting down");
-                crate::notify::stopping();
             }
             if sig_tx.send(ev).is_err() || stop {
                 break;

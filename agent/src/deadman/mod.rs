@@ -168,9 +168,7 @@ pub async fn decide(
                     "deadman: too soon after the last reboot; waiting to ask again"
                 );
                 // Save the boot just seen so its uptime counts, then wait.
-                if let Err(e) = store::save(&paths.ledger, &l) {
-                    tracing::error!(error = %e, "reboot ledger");
-                }
+                let _ = store::save_or_log(&paths.ledger, &l);
                 tokio::time::sleep(Duration::from_secs(wait_s + 1)).await;
             }
             Decision::Refuse(r) => {
@@ -180,9 +178,7 @@ pub async fn decide(
                     "deadman: reboot refused; the board stays up for diagnosis"
                 );
                 l.record_refusal(&now, format!("{reason}: {r}"));
-                if let Err(e) = store::save(&paths.ledger, &l) {
-                    tracing::error!(error = %e, "reboot ledger");
-                }
+                let _ = store::save_or_log(&paths.ledger, &l);
                 return Ok(Outcome::Refused(r));
             }
         }

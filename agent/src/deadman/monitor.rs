@@ -116,9 +116,7 @@ pub async fn run(
                                     "deadman: a reboot is wanted and refused; staying up"
                                 );
                                 l.record_refusal(&n, format!("{reason}: {r}"));
-                                if let Err(e) = store::save(&paths.ledger, &l) {
-                                    tracing::error!(error = %e, "reboot ledger");
-                                }
+                                let _ = store::save_or_log(&paths.ledger, &l);
                             }
                             status = DeadmanStatus::of(&l, &n, &cfg);
                             if !matches!(r, Refusal::Locked { .. }) {
@@ -156,9 +154,8 @@ fn register(paths: &Paths, cfg: &DeadmanConfig) -> DeadmanStatus {
     match load(paths, cfg) {
         Ok((l, now)) => {
             let mut status = DeadmanStatus::of(&l, &now, cfg);
-            if let Err(e) = store::save(&paths.ledger, &l) {
-                tracing::error!(error = %e, "reboot ledger");
-                status.detail = Some(e.to_string());
+            if let Err(e) = store::save_or_log(&paths.ledger, &l) {
+                status.detail = Some(e);
             }
             status
         }

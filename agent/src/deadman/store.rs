@@ -147,6 +147,15 @@ pub fn save(path: &Path, ledger: &Ledger) -> Result<(), StoreError> {
     })
 }
 
+/// `save` for callers that carry on when the disk fails (the ledger then only
+/// lives in memory): the failure is logged, and returned for status reports.
+pub fn save_or_log(path: &Path, ledger: &Ledger) -> Result<(), String> {
+    save(path, ledger).map_err(|e| {
+        tracing::error!(error = %e, "reboot ledger");
+        e.to_string()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::ledger::{Decision, Now, Policy, Refusal};
