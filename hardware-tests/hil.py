@@ -80,7 +80,11 @@ class Guest:
         """`disk`: the system tier's root file system image (the guest then
         boots systemd from it; the same image can be booted again)."""
         self.name = name
+        self.proc = self.ctl = self.qemu_log = None
         self.dir = workdir or tempfile.mkdtemp(prefix=f"hil-{name}-")
+        # Listed at once: a scenario bound that expires from here on still
+        # finds the guest to show, stop and clean up.
+        LIVE.append(self)
         self.console = os.path.join(self.dir, f"console-{time.monotonic_ns()}.log")
         self.rtsp_port = free_port()
         self.http_port = free_port()
@@ -110,7 +114,6 @@ class Guest:
         if disk:
             args += ["-drive", f"file={disk},if=virtio,format=raw"]
         args += list(extra)
-        LIVE.append(self)
         self.started = time.monotonic()
         self.qemu_log = open(os.path.join(self.dir, "qemu.log"), "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
@@ -195,14 +198,14 @@ class Guest:
             return json.loads(r.read())
 
     def close(self):
-        try:
+        if self.ctl is not None:
             self.ctl.close()
-        except Exception:
-            pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self.qemu_log.close()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.qemu_log is not None:
+            self.qemu_log.close()
 
 
 USBIP_MIC = os.environ.get("HIL_USBIP_MIC", os.path.join(HERE, "..", "target", "release",
@@ -951,8 +954,69 @@ def scenario_system_deadman(system_dir):
         raise HilError(f"unexpected ledger status:\n{status}")
 
 
+def scenario_hung_guest(g):
+    """Not run on its own (see runner-bounds): the guest's CPUs are stopped
+    through the QEMU monitor, so it hangs for real, and a command waits on it
+    with no time limit of its own. Only the scenario's bound can end this."""
+    print(f"hil: hung guest: qemu pid {g.proc.pid}, work dir {g.dir}", flush=True)
+    g.sh("echo 'HIL: about to hang' > /dev/console")
+    g.monitor("stop")
+    g.sh("true", timeout=10**6)
+
+
+def scenario_crashed_guest(g):
+    """Not run on its own (see runner-bounds): the guest kernel crashes
+    (sysrq c; panic=-1 and -no-reboot make QEMU exit) in the middle of a
+    command."""
+    print(f"hil: crashed guest: qemu pid {g.proc.pid}, work dir {g.dir}", flush=True)
+    g.sh("echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger", timeout=60)
+
+
+def scenario_runner_bounds(fast_dir):
+    """The runner itself: a guest that hangs is killed when its scenario's
+    bound expires, and one whose kernel crashes is seen at once; both are
+    reported as failures with their serial console, the run's exit status is
+    1, and no QEMU process or work directory is left behind."""
+    bound = 15
+    t = time.monotonic()
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), fast_dir,
+                        "_hung-guest", "_crashed-guest"],
+                       env={**os.environ, "HIL_HUNG_BOUND": str(bound)},
+                       capture_output=True, text=True, timeout=240)
+    out = p.stdout + p.stderr
+    took = time.monotonic() - t
+    print(f"hil: runner-bounds: the inner run exited {p.returncode} after {took:.0f} s", flush=True)
+    expect = [
+        f"hil: _hung-guest: FAIL: scenario exceeded its {bound} s bound",
+        "--- serial console of _hung-guest ---",
+        "HIL: about to hang",
+        "hil: _crashed-guest: FAIL: ",
+        "--- serial console of _crashed-guest ---",
+        "sysrq: Trigger a crash",
+        "hil: FAIL _hung-guest",
+        "hil: FAIL _crashed-guest",
+        "hil: 0/2 passed",
+    ]
+    missing = [e for e in expect if e not in out]
+    if p.returncode != 1 or missing or "PASS" in out:
+        raise HilError(f"the runner did not report a hung and a crashed guest as failures "
+                       f"(exit {p.returncode}; missing {missing}):\n{out[-6000:]}")
+    for line in out.splitlines():
+        if line.startswith(("hil: hung guest: qemu pid", "hil: crashed guest: qemu pid")):
+            pid, workdir = int(line.split()[5].rstrip(",")), line.split("work dir ")[1]
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"qemu-system" in f.read():
+                        raise HilError(f"QEMU {pid} is still running after its scenario failed")
+            except FileNotFoundError:
+                pass
+            if os.path.exists(workdir):
+                raise HilError(f"{workdir} was left behind")
+
+
 SCENARIOS = {
     # name: (function, time bound in s, what it is given)
+    "runner-bounds": (scenario_runner_bounds, 300, "fast-artifacts"),
     "aloop-hotplug": (scenario_aloop_hotplug, 240, "fast"),
     "aloop-rates": (scenario_aloop_rates, 240, "fast"),
     "usb-hotplug": (scenario_usb_hotplug, 240, "fast"),
@@ -964,13 +1028,20 @@ SCENARIOS = {
     "system-watchdog": (scenario_system_watchdog, 400, "system"),
     "system-deadman": (scenario_system_deadman, 900, "system"),
 }
+# Run only by runner-bounds, which expects them to fail.
+INNER = {
+    "_hung-guest": (scenario_hung_guest, int(os.environ.get("HIL_HUNG_BOUND", "15")), "fast"),
+    "_crashed-guest": (scenario_crashed_guest, 120, "fast"),
+}
 
 
 def run(fast_dir, system_dir, names):
     import signal
     results = []
+    # The accelerator probe (up to 15 s) is not charged to the first scenario.
+    accel(fast_dir)
     for name in names:
-        fn, limit, tier = SCENARIOS[name]
+        fn, limit, tier = {**SCENARIOS, **INNER}[name]
         t = time.monotonic()
         LIVE.clear()
 
@@ -1000,7 +1071,7 @@ def run(fast_dir, system_dir, names):
             for g in LIVE:
                 print(f"--- serial console of {g.name} ---\n{g.console_text()[-6000:]}", flush=True)
                 try:
-                    if g.proc.poll() is None:
+                    if g.proc is not None and g.proc.poll() is None:
                         print(f"--- harkd log ---\n{g.sh('tail -n 60 /tmp/harkd.log 2>/dev/null || journalctl -b --no-pager -n 80', timeout=10)[1]}")
                 except Exception:
                     pass
@@ -1022,7 +1093,7 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     fast_dir, names = args[0], args[1:] or list(SCENARIOS)
-    unknown = [n for n in names if n not in SCENARIOS]
+    unknown = [n for n in names if n not in SCENARIOS and n not in INNER]
     if unknown:
         print(f"unknown scenarios: {unknown}; known: {list(SCENARIOS)}", file=sys.stderr)
         return 2
