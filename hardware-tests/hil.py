@@ -656,6 +656,8 @@ def scenario_hotplug_latency(g, plugs=20):
         latencies.append(latency)
         mic.stop()
         wait_until(f"plug {i}: stream removed", 10, lambda: not device_streams(g))
+    print(f"hil: hotplug latency per plug (ms; the first is the first device since harkd "
+          f"started): {[round(x * 1000) for x in latencies]}", flush=True)
     print(f"hil: hotplug latency, add uevent -> PLAY answered, {plugs} plugs: "
           f"p50 {percentile(latencies, 50) * 1000:.0f} ms, p95 {percentile(latencies, 95) * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms (clock offset uncertainty +/-{err * 1000:.0f} ms)",
