@@ -114,20 +114,9 @@ pub async fn run(
 
     // 6. Devices: the cards present now (named together), then hotplug. The
     // watcher starts before the coldplug pass, so a card plugged in between is
-    // seen twice at worst (handled as a re-announcement), never missed. The
-    // plugins a device stream uses are loaded meanwhile, off the media thread.
+    // seen twice at worst (handled as a re-announcement), never missed.
     let mut watcher_ended = None;
     if config.devices.enabled {
-        let mut encodings = vec![config.devices.defaults.encoding(1)];
-        for rule in &config.devices.rules {
-            let e = rule.settings.encoding(1);
-            if !encodings.contains(&e) {
-                encodings.push(e);
-            }
-        }
-        if let Err(e) = media::pipeline::warm_up(encodings) {
-            tracing::warn!(error = %e, "cannot start the plugin warm-up thread");
-        }
         let (dev_tx, mut dev_rx) = mpsc::unbounded_channel();
         let ended = match &devices.injected {
             Some(path) => watch::spawn_injected(path.clone(), devices.roots.clone(), dev_tx),

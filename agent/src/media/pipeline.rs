@@ -159,41 +159,6 @@ pub fn build(spec: &StreamSpec, level_interval_ns: u64) -> Result<Capture, Build
     Ok(Capture { pipeline, sink })
 }
 
-/// Builds, and drops unstarted, the capture chain and the client media of each
-/// encoding, on a thread of its own, so that their plugins are loaded and their
-/// element classes set up before the first microphone arrives rather than while
-/// it waits for its stream. In QEMU (TCG) the first plug after start took 0.6 s
-/// from the add uevent to PLAY, the next ones 0.2 s. No device is opened: an
-/// `alsasrc` touches its device only when it leaves the NULL state.
-pub fn warm_up(encodings: Vec<Encoding>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("hark-warm".into())
-        .spawn(move || {
-            let started = std::time::Instant::now();
-            for encoding in encodings {
-                let codec = encoding.codec;
-                let spec = StreamSpec {
-                    name: "warm-up".into(),
-                    source: Source::Alsa {
-                        device: "null".into(),
-                        buffer: std::time::Duration::from_millis(100),
-                    },
-                    encoding,
-                };
-                if let Err(e) = build(&spec, 1_000_000_000) {
-                    tracing::debug!(error = %e, "warm-up");
-                }
-                if let Err(e) = gst::parse::launch(&media_description(codec)) {
-                    tracing::debug!(error = %e, codec = codec.as_str(), "warm-up");
-                }
-            }
-            tracing::debug!(
-                ms = started.elapsed().as_millis() as u64,
-                "capture and client plugins loaded ahead of the first device"
-            );
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
