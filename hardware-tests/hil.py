@@ -272,10 +272,12 @@ def analyse(samples, skip_s=0.5, window_s=0.25):
     """(level in dBFS RMS, frequency in Hz, share of disturbed windows) of a
     decoded tone. The frequency is the median over 250 ms windows of the
     period between each window's first and last rising zero crossing. A gap in
-    the tone (silence from a player starved of CPU in a loaded guest: one run
-    in twenty under a concurrent build measured 2926 Hz for 3000, at an RMS
-    0.1 dB low) lowers only its own window, which the median ignores; the share
-    of windows that are quiet or off the median by more than 2 % is returned."""
+    the tone (a guest player starved of CPU: with repeat runs, a clean-clone CI
+    and builds sharing two cores, one run measured 2926 Hz for 3000 at an RMS
+    0.1 dB low, as a 62 ms gap of zeros does in L16; another 464 Hz for 440, as
+    a gap does in Opus, whose decoded silence is noise around zero) moves only
+    its own window, which the median ignores; the share of windows that are
+    quiet or off the median by more than 2 % is returned."""
     s = samples[int(48000 * skip_s):]
     n = int(48000 * window_s)
     if len(s) < 2 * n:
