@@ -31,6 +31,7 @@ test: lint
 # Hardware-in-the-loop: real kernels in QEMU with real udev and sound drivers;
 # see hardware-tests/. HIL=<scenario ...> runs only those.
 hil: build
+	cd hardware-tests && /usr/bin/python3 -m unittest test_analyse
 	hardware-tests/build-guest.sh target/hil target/release/harkd target/release/hark-usbip-mic
 	hardware-tests/build-system.sh target/hil-system target/hil target/release/harkd target/release/hark-usbip-mic
 	/usr/bin/python3 hardware-tests/hil.py target/hil --system target/hil-system $(HIL)
