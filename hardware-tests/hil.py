@@ -272,12 +272,10 @@ def analyse(samples, skip_s=0.5, window_s=0.25):
     """(level in dBFS RMS, frequency in Hz, share of disturbed windows) of a
     decoded tone. The frequency is the median over 250 ms windows of the
     period between each window's first and last rising zero crossing. A gap in
-    the tone (a guest player starved of CPU: with repeat runs, a clean-clone CI
-    and builds sharing two cores, one run measured 2926 Hz for 3000 at an RMS
-    0.1 dB low, as a 62 ms gap of zeros does in L16; another 464 Hz for 440, as
-    a gap does in Opus, whose decoded silence is noise around zero) moves only
-    its own window, which the median ignores; the share of windows that are
-    quiet or off the median by more than 2 % is returned."""
+    the tone (a guest player starved of CPU; see "What repeat runs found" in
+    README.md) moves only its own window, which the median ignores; the share
+    of windows that are quiet or off the median by more than 2 % is returned.
+    Tested by test_analyse.py."""
     s = samples[int(48000 * skip_s):]
     n = int(48000 * window_s)
     if len(s) < 2 * n:
@@ -1027,17 +1025,20 @@ def scenario_runner_bounds(fast_dir):
     if p.returncode != 1 or missing or "PASS" in out:
         raise HilError(f"the runner did not report a hung and a crashed guest as failures "
                        f"(exit {p.returncode}; missing {missing}):\n{out[-6000:]}")
-    for line in out.splitlines():
-        if line.startswith(("hil: hung guest: qemu pid", "hil: crashed guest: qemu pid")):
-            pid, workdir = int(line.split()[5].rstrip(",")), line.split("work dir ")[1]
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"qemu-system" in f.read():
-                        raise HilError(f"QEMU {pid} is still running after its scenario failed")
-            except FileNotFoundError:
-                pass
-            if os.path.exists(workdir):
-                raise HilError(f"{workdir} was left behind")
+    guests = [line for line in out.splitlines()
+              if line.startswith(("hil: hung guest: qemu pid", "hil: crashed guest: qemu pid"))]
+    if len(guests) != 2:
+        raise HilError(f"the inner run did not start both guests:\n{out[-6000:]}")
+    for line in guests:
+        pid, workdir = int(line.split()[5].rstrip(",")), line.split("work dir ")[1]
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"qemu-system" in f.read():
+                    raise HilError(f"QEMU {pid} is still running after its scenario failed")
+        except FileNotFoundError:
+            pass
+        if os.path.exists(workdir):
+            raise HilError(f"{workdir} was left behind")
 
 
 SCENARIOS = {
