@@ -7,7 +7,7 @@ CONFIG ?= configs/dev.toml
 # in configs/dbus installed).
 BUS ?= none
 
-.PHONY: all deps build run test lint bench hil clean
+.PHONY: all deps build run test lint bench hil fresh-check clean
 
 all: build
 
@@ -25,8 +25,16 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
+# TEST_ARGS is passed to cargo test (e.g. TEST_ARGS=--no-run builds the tests only).
+TEST_ARGS ?=
 test: lint
-	$(CARGO) test --locked --workspace
+	$(CARGO) test --locked --workspace $(TEST_ARGS)
+
+# The README's commands on a fresh Debian 12 root (debootstrap minbase + git, make,
+# curl), with this machine's Rust mounted read-only; see scripts/fresh-check.sh.
+# Checks what is committed (HEAD). Needs root.
+fresh-check: deps
+	scripts/fresh-check.sh
 
 # Hardware-in-the-loop: real kernels in QEMU with real udev and sound drivers;
 # see hardware-tests/. HIL=<scenario ...> runs only those.

@@ -7,7 +7,7 @@
 #   OUT/disk.raw        ext4 image of the root file system
 #   OUT/initrd.cpio     loads virtio_blk and ext4, mounts /dev/vda, switch_root
 # The kernel and its modules come from the fast tier's build (FAST_DIR).
-# The debootstrap result is cached in OUT/cache.
+# The debootstrap result is cached by scripts/debian-root.sh (target/debian-roots).
 #
 # usage: hardware-tests/build-system.sh OUT_DIR FAST_DIR HARKD_BINARY USBIP_MIC_BINARY
 set -euo pipefail
@@ -19,23 +19,12 @@ harkd=$(realpath "${3:?$usage}")
 usbip_mic=$(realpath "${4:?$usage}")
 here=$(dirname "$(realpath "$0")")
 repo=$(dirname "$here")
-mkdir -p "$out/cache"
 
 kdir=$(ls -d "$fast"/cache/linux-image-*/root | head -1)
 kver=$(ls "$kdir/lib/modules")
 
-# --- the Debian root file system (cached) --------------------------------------
-packages="systemd,systemd-sysv,dbus,udev,kmod,iproute2,procps"
-base="$out/cache/rootfs-$(echo "$packages" | md5sum | cut -c1-8).tar"
-if [ ! -f "$base" ]; then
-    rm -rf "$out/cache/debootstrap"
-    debootstrap --variant=minbase --include="$packages" bookworm "$out/cache/debootstrap" \
-        http://deb.debian.org/debian > "$out/cache/debootstrap.log" 2>&1 \
-        || { tail -20 "$out/cache/debootstrap.log" >&2; exit 1; }
-    tar -C "$out/cache/debootstrap" -cf "$base.tmp" .
-    mv "$base.tmp" "$base"
-    rm -rf "$out/cache/debootstrap"
-fi
+# --- the Debian root file system (cached, shared with scripts/fresh-check.sh) ------
+base=$("$repo/scripts/debian-root.sh" systemd,systemd-sysv,dbus,udev,kmod,iproute2,procps)
 root="$out/rootfs"
 rm -rf "$root"
 mkdir -p "$root"

@@ -4,6 +4,10 @@
 set -euo pipefail
 
 packages=(
+  # C toolchain: Rust build scripts and the final link need a C compiler and
+  # libc's start files (a fresh Debian has neither; scripts/fresh-check.sh
+  # removes the next line to show the build then fails)
+  gcc libc6-dev
   # build
   pkg-config libglib2.0-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   libgstrtspserver-1.0-dev libudev-dev libasound2-dev
@@ -18,6 +22,8 @@ packages=(
   # hardware-in-the-loop tests: QEMU, and what the guest is built from (the
   # kernel comes from Debian's linux-image-amd64 by apt-get download)
   qemu-system-x86 busybox-static cpio udev xz-utils kmod debootstrap e2fsprogs
+  # the fresh-machine check (scripts/fresh-check.sh): namespaces, loopback
+  iproute2
 )
 
 missing=()
