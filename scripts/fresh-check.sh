@@ -51,6 +51,12 @@ deb http://deb.debian.org/debian bookworm-updates main
 deb http://deb.debian.org/debian-security bookworm-security main
 EOF
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# The network's own certificate authorities (a TLS-inspecting proxy, as on the
+# machines this runs on) are the site's, not a package: the root trusts what the
+# host trusts, as a machine set up on that network would.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+fi
 mkdir -p "$root/opt/rust" "$root/mnt/hark-src" "$root/root/.cargo/registry"
 say "root ready from $(basename "$base")"
 
@@ -79,7 +85,7 @@ in_root() {
 
 # --- the clone --------------------------------------------------------------------
 commit=$(git -C "$repo" rev-parse --verify "$ref^{commit}")
-in_root "git clone -q /mnt/hark-src /root/hark && git -C /root/hark checkout -q $commit"
+in_root "update-ca-certificates >/dev/null && git clone -q /mnt/hark-src /root/hark && git -C /root/hark checkout -q $commit"
 say "cloned $commit"
 
 # --- 1. without a C toolchain, the build must fail as the issue saw it --------------

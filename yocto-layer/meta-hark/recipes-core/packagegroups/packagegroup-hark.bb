@@ -1,0 +1,12 @@
+SUMMARY = "hark microphone appliance"
+DESCRIPTION = "What a hark appliance runs on top of a booting system: the \
+harkd agent with its configuration, units and policies, and the systemd \
+settings for the hardware watchdog and a capped journal."
+LICENSE = "MIT"
+
+inherit packagegroup
+
+RDEPENDS:${PN} = " \
+    harkd \
+    hark-system-conf \
+"
