@@ -7,7 +7,7 @@ CONFIG ?= configs/dev.toml
 # in configs/dbus installed).
 BUS ?= none
 
-.PHONY: all deps build run test lint bench hil fresh-check clean
+.PHONY: all deps build run test lint bench hil fresh-check check-image clean
 
 all: build
 
@@ -43,6 +43,12 @@ hil: build
 	hardware-tests/build-guest.sh target/hil target/release/harkd target/release/hark-usbip-mic
 	hardware-tests/build-system.sh target/hil-system target/hil target/release/harkd target/release/hark-usbip-mic
 	/usr/bin/python3 hardware-tests/hil.py target/hil --system target/hil-system $(HIL)
+
+# The images, checked offline (no Nix build, no bitbake build here): the Nix flake,
+# module and images (nix/tests/check.sh). Each script installs what it needs and
+# runs negative tests that prove its checks can fail.
+check-image: build
+	nix/tests/check.sh
 
 # CPU, memory and latency against the baselines named in the issue; see scripts/bench.py.
 bench: build
