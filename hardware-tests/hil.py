@@ -11,10 +11,8 @@ killed and reported as a failure with its serial console attached. Exit status
 0 only when every scenario ran and passed: nothing is skipped.
 """
 
-import array
 import base64
 import json
-import math
 import os
 import shutil
 import socket
@@ -254,8 +252,21 @@ def wait_until(what, timeout, fn, interval=0.1):
 
 # --- audio analysis ---------------------------------------------------------------
 
+# The one tone analysis every tier shares (tools/audiocheck, built by `make
+# build` with the rest of the workspace): duration, level, frequency, continuity.
+AUDIOCHECK = os.environ.get(
+    "HARK_AUDIOCHECK", os.path.join(HERE, "..", "target", "release", "hark-audiocheck"))
+
+# Expected RMS levels of the tones the scenarios send (a sine's RMS is 3 dB under
+# its peak): the guest's gst-launch player at volume 0.25 (-12 dBFS peak), the
+# emulated USB mic at amplitude 0.5 (-6 dBFS), the shipped test tone (-20 dBFS).
+PLAYER_RMS = -15.05
+USB_MIC_RMS = -9.03
+TEST_TONE_RMS = -23.0
+
+
 def ffmpeg_pull(url, seconds, timeout=30):
-    """Decodes `seconds` of a stream to mono 48 kHz s16; returns the samples."""
+    """Decodes `seconds` of a stream to mono 48 kHz S16LE; returns the bytes."""
     r = subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
          "-timeout", "10000000", "-i", url, "-t", str(seconds),
@@ -263,52 +274,29 @@ def ffmpeg_pull(url, seconds, timeout=30):
         capture_output=True, timeout=timeout)
     if r.returncode != 0:
         raise HilError(f"ffmpeg failed on {url}: {r.stderr.decode(errors='replace')}")
-    a = array.array("h")
-    a.frombytes(r.stdout[: len(r.stdout) // 2 * 2])
-    return a
+    return r.stdout
 
 
-def analyse(samples, skip_s=0.5, window_s=0.25):
-    """(level in dBFS RMS, frequency in Hz, share of disturbed windows) of a
-    decoded tone. The frequency is the median over 250 ms windows of the
-    period between each window's first and last rising zero crossing. A gap in
-    the tone (a guest player starved of CPU; see "What repeat runs found" in
-    README.md) moves only its own window, which the median ignores; the share
-    of windows that are quiet or off the median by more than 2 % is returned.
-    Tested by test_analyse.py."""
-    s = samples[int(48000 * skip_s):]
-    n = int(48000 * window_s)
-    if len(s) < 2 * n:
-        raise HilError(f"only {len(samples)} samples decoded")
-
-    def level(w):
-        rms = math.sqrt(sum(x * x for x in w) / len(w))
-        return 20 * math.log10(max(rms, 1e-9) / 32768)
-
-    freqs, windows = [], 0
-    for i in range(0, len(s) - n + 1, n):
-        w = s[i:i + n]
-        windows += 1
-        ups = [k for k in range(1, n) if w[k - 1] < 0 <= w[k]]
-        if len(ups) >= 3 and level(w) > -40:
-            freqs.append((len(ups) - 1) * 48000 / (ups[-1] - ups[0]))
-    if not freqs:
-        return level(s), 0.0, 1.0
-    freq = sorted(freqs)[len(freqs) // 2]
-    good = sum(1 for f in freqs if abs(f - freq) <= freq * 0.02)
-    return level(s), freq, 1 - good / windows
+def audiocheck(pcm, *args):
+    r = subprocess.run([AUDIOCHECK, "--rate", "48000", "--channels", "1", *map(str, args)],
+                       input=pcm, capture_output=True, timeout=30)
+    if r.returncode not in (0, 1):
+        raise HilError(f"hark-audiocheck: {r.stderr.decode(errors='replace').strip()}")
+    return r
 
 
-def assert_tone(samples, freq, what):
-    dbfs, got, disturbed = analyse(samples)
-    print(f"hil: {what}: {len(samples) / 48000:.2f} s decoded, {dbfs:.1f} dBFS RMS, {got:.0f} Hz"
-          f"{f', {disturbed:.0%} of windows disturbed' if disturbed else ''}", flush=True)
-    if dbfs < -40:
-        raise HilError(f"{what}: silent ({dbfs:.1f} dBFS)")
-    if abs(got - freq) > freq * 0.02:
-        raise HilError(f"{what}: {got:.0f} Hz, wanted {freq} Hz")
-    if disturbed > 0.3:
-        raise HilError(f"{what}: the tone is disturbed in {disturbed:.0%} of 250 ms windows")
+def assert_tone(pcm, freq, what, level, seconds=2.9):
+    """The tone at `freq` Hz and `level` dBFS RMS (±2 dB), at least `seconds`
+    long, with at most one disturbed 250 ms window (hark-audiocheck's rules)."""
+    r = audiocheck(pcm, "--seconds", seconds, "--freq", freq, "--level", level)
+    print(f"hil: {what}: {r.stdout.decode().strip()}", flush=True)
+    if r.returncode != 0:
+        raise HilError(f"{what}: {r.stderr.decode(errors='replace').strip()}")
+
+
+def tone_report(pcm):
+    """{seconds, level_dbfs, freq_hz, windows} of a decoded tone, no verdict."""
+    return json.loads(audiocheck(pcm, "--report").stdout)
 
 
 # --- a minimal RTSP client -------------------------------------------------------
@@ -426,7 +414,7 @@ def scenario_aloop_hotplug(g):
     play_into_loopback(g, 1000, card)
     wait_loud(g, name)
     url = f"rtsp://127.0.0.1:{g.rtsp_port}/{name}"
-    assert_tone(ffmpeg_pull(url, 3), 1000, f"/{name} before unplug")
+    assert_tone(ffmpeg_pull(url, 3), 1000, f"/{name} before unplug", PLAYER_RMS)
 
     # Unbind the card while the stream runs: the card disappears with remove
     # uevents, the stream ends, the agent lives on.
@@ -440,7 +428,7 @@ def scenario_aloop_hotplug(g):
     card = device_streams(g)[name]["card"]
     play_into_loopback(g, 440, card)
     wait_loud(g, name)
-    assert_tone(ffmpeg_pull(url, 3), 440, f"/{name} after replug")
+    assert_tone(ffmpeg_pull(url, 3), 440, f"/{name} after replug", PLAYER_RMS)
 
 
 ALOOP_RATES_CONFIG = GUEST_CONFIG.replace("allow_non_usb = true", "allow_non_usb = false") + """
@@ -478,7 +466,8 @@ def scenario_aloop_rates(g):
         wait_loud(g, name, 30)
         st = next(s for s in g.http_json("/api/v1/status")["streams"] if s["name"] == name)
         assert_tone(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/{name}", 3), freq,
-                    f"/{name} ({st['codec']} {st['sample_rate']} Hz {st['channels']} ch)")
+                    f"/{name} ({st['codec']} {st['sample_rate']} Hz {st['channels']} ch)",
+                    PLAYER_RMS)
 
 
 def wait_stream(g, what, timeout, pred=lambda name, st: True):
@@ -504,7 +493,7 @@ def scenario_usb_hotplug(g):
     wait_until(f"/{name} running", 20,
                lambda: device_streams(g).get(name, {}).get("state") == "running")
     url = f"rtsp://127.0.0.1:{g.rtsp_port}/{name}"
-    assert_tone(ffmpeg_pull(url, 3), 1000, f"/{name}")
+    assert_tone(ffmpeg_pull(url, 3), 1000, f"/{name}", USB_MIC_RMS)
     # Unplug with a client connected: the client ends, the agent lives.
     client = subprocess.Popen(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
@@ -537,7 +526,7 @@ def scenario_usb_hotplug(g):
         raise HilError(f"replugged mic came back as /{back}, not /{name}")
     wait_until(f"/{name} running again", 20,
                lambda: device_streams(g).get(name, {}).get("state") == "running")
-    assert_tone(ffmpeg_pull(url, 3), 440, f"/{name} after replug")
+    assert_tone(ffmpeg_pull(url, 3), 440, f"/{name} after replug", USB_MIC_RMS)
     mic.stop()
 
 
@@ -546,10 +535,10 @@ def stream_tone(g, name, secs=2):
     this tells which physical mic a name is bound to)."""
     wait_until(f"/{name} running", 20,
                lambda: device_streams(g).get(name, {}).get("state") == "running")
-    dbfs, freq, _ = analyse(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/{name}", secs))
-    if dbfs < -40:
-        raise HilError(f"/{name} is silent ({dbfs:.1f} dBFS)")
-    return round(freq / 100) * 100
+    rep = tone_report(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/{name}", secs))
+    if abs(rep["level_dbfs"] - USB_MIC_RMS) > 2:
+        raise HilError(f"/{name}: {rep['level_dbfs']:.1f} dBFS RMS, wanted {USB_MIC_RMS:.1f} ± 2")
+    return round(rep["freq_hz"] / 100) * 100
 
 
 def names_by_tone(g, expected):
@@ -841,7 +830,7 @@ def scenario_system_service(system_dir):
     if user != "hark":
         raise HilError(f"harkd runs as {user!r}, not hark")
     assert_tone(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/test-tone", 3), 440,
-                "/test-tone from the hardened unit")
+                "/test-tone from the hardened unit", TEST_TONE_RMS)
 
     rc, out = g.sh("busctl introspect org.hark.Agent1 /org/hark/Agent1")
     for want in (".RestartStream", ".Reload", ".DeadmanState", ".StreamCount"):
@@ -868,7 +857,8 @@ def scenario_system_service(system_dir):
     print(f"hil: /{name}: card id {card_id!r} ({perms}), pinned by user hark", flush=True)
     if card_id != name.replace("-", "_")[:15]:
         raise HilError(f"card id {card_id!r} not pinned to /{name} (id file {perms})")
-    assert_tone(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/{name}", 3), 1000, f"/{name}")
+    assert_tone(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/{name}", 3), 1000, f"/{name}",
+                USB_MIC_RMS)
     mic.stop()
     wait_until(f"/{name}'s D-Bus object removed", 20, lambda: name not in bus_streams(g))
     print(f"hil: unplugged: /{name} gone from the system bus", flush=True)

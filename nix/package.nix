@@ -16,7 +16,7 @@ let
   inherit ((lib.importTOML ../Cargo.toml).workspace.package) version;
 
   # Only what the build and the tests read: the workspace manifests, the agent,
-  # the shipped configuration and units, and the second workspace member (cargo
+  # the shipped configuration and units, and the other workspace members (cargo
   # loads every member). No target/, images, scripts or Nix files, so editing
   # those does not rebuild harkd.
   src = lib.cleanSourceWith {
@@ -32,11 +32,13 @@ let
         "Cargo.toml"
         "Cargo.lock"
         "hardware-tests"
+        "tools"
       ]
       || lib.any under [
         "agent"
         "configs"
         "hardware-tests/usbip-mic"
+        "tools/audiocheck"
       ];
   };
 

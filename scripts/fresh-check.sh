@@ -14,7 +14,7 @@
 #   3. `make test TEST_ARGS=--no-run`: lint and every test binary built;
 #   4. `make run` in a network namespace of its own (loopback only), and ffmpeg
 #      pulls rtsp://127.0.0.1:8554/test-tone and decodes a 440 Hz tone that is
-#      not silent (the hardware tests' analysis, hardware-tests/hil.py).
+#      at its level, for 3 s unbroken (hark-audiocheck, as every test tier).
 #
 # Needs root (debootstrap, chroot, namespaces). Everything it mounts lives in a
 # mount namespace of its own and is gone when it ends.
@@ -130,7 +130,7 @@ in_root --offline '
 import sys
 sys.path.insert(0, \"hardware-tests\")
 import hil
-hil.assert_tone(hil.ffmpeg_pull(\"rtsp://127.0.0.1:8554/test-tone\", 3), 440, \"make run: rtsp://127.0.0.1:8554/test-tone\")
+hil.assert_tone(hil.ffmpeg_pull(\"rtsp://127.0.0.1:8554/test-tone\", 3), 440, \"make run: rtsp://127.0.0.1:8554/test-tone\", hil.TEST_TONE_RMS)
 "
     # As systemd stops it: harkd shuts down gracefully and make exits 0.
     pkill -TERM -x harkd

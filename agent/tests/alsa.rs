@@ -9,7 +9,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{FifoMic, Harkd, ffmpeg_pull, is_event, msg, windows_rms};
+use common::{FifoMic, Harkd, ffmpeg_pull, is_event, msg};
 
 fn config(mic: &FifoMic, extra: &str) -> String {
     format!(
@@ -79,12 +79,7 @@ fn a_stall_is_reported_within_the_timeout_and_recovers_while_others_flow() {
 
     // The other stream never missed a beat: every 250 ms window holds the tone.
     let pcm = other.join().unwrap();
-    pcm.assert_tone(8.9, 1000.0, -15.0);
-    let windows = windows_rms(&pcm, 0.25);
-    assert!(
-        windows.iter().skip(1).all(|db| *db > -18.0),
-        "dropout on the other stream: {windows:?}"
-    );
+    pcm.assert_unbroken(8.9, 1000.0, -15.0);
     assert!(
         h.logs_after(0, |v| is_event(v, "capture stalled", "tone"))
             .is_empty()

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harkd, ffmpeg_pull, is_event, rtspsrc_pull};
+use common::{Harkd, describe_audio, ffmpeg_pull, ffmpeg_pull_native, is_event, rtspsrc_pull};
 
 fn tone_config(extra: &str) -> String {
     format!(
@@ -60,30 +60,122 @@ fn eight_clients_on_one_stream_all_receive_audio() {
     );
 }
 
+/// What a stream must look like on the wire and decoded without forcing a format.
+struct Served {
+    stream: &'static str,
+    /// `a=rtpmap` encoding/clock rate/channels.
+    rtpmap: (&'static str, u32, u16),
+    /// Must appear in `a=fmtp` ("" for none).
+    fmtp: &'static str,
+    /// What a decoder gets: rate and channels.
+    decoded: (u32, u16),
+}
+
 #[test]
-fn every_codec_streams_decodable_audio() {
-    let cfg = "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n\
-        [[stream]]\nname = \"pcm\"\nsource = \"tone\"\ntone_hz = 500.0\ntone_dbfs = -6.0\ncodec = \"l16\"\nchannels = 2\n\n\
-        [[stream]]\nname = \"aac\"\nsource = \"tone\"\ntone_hz = 500.0\ntone_dbfs = -6.0\ncodec = \"aac\"\n\n\
-        [[stream]]\nname = \"mp3\"\nsource = \"tone\"\ntone_hz = 500.0\ntone_dbfs = -6.0\ncodec = \"mp3\"\nsample_rate = 44100\n\n\
-        [[stream]]\nname = \"hp\"\nsource = \"tone\"\ntone_hz = 500.0\ntone_dbfs = -6.0\nhighpass_hz = 4000.0\n\n\
-        [[stream]]\nname = \"gain\"\nsource = \"tone\"\ntone_hz = 500.0\ntone_dbfs = -26.0\ngain_db = 20.0\n";
-    let h = Harkd::start(cfg);
-    for s in ["pcm", "aac", "mp3", "hp", "gain"] {
+fn each_stream_is_served_in_its_configured_format() {
+    let tone = "source = \"tone\"\ntone_hz = 500.0\ntone_dbfs = -6.0\n";
+    let cfg = format!(
+        "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n\
+        [[stream]]\nname = \"opus-mono\"\n{tone}codec = \"opus\"\nchannels = 1\n\n\
+        [[stream]]\nname = \"opus-stereo\"\n{tone}codec = \"opus\"\nchannels = 2\n\n\
+        [[stream]]\nname = \"pcm\"\n{tone}codec = \"l16\"\nsample_rate = 96000\nchannels = 2\n\n\
+        [[stream]]\nname = \"aac\"\n{tone}codec = \"aac\"\nsample_rate = 32000\nchannels = 1\n\n\
+        [[stream]]\nname = \"mp3\"\n{tone}codec = \"mp3\"\nsample_rate = 44100\nchannels = 2\n\n\
+        [[stream]]\nname = \"gain\"\nsource = \"tone\"\ntone_hz = 500.0\ntone_dbfs = -26.0\ngain_db = 20.0\n"
+    );
+    // RTP's Opus is always OPUS/48000/2 (RFC 7587): mono is said by sprop-stereo,
+    // and decoders give two channels. MPEG audio has the static payload type 14
+    // on a 90 kHz clock (RFC 2250); the decoder finds the rate in the frames.
+    let table = [
+        Served {
+            stream: "opus-mono",
+            rtpmap: ("OPUS", 48_000, 2),
+            fmtp: "sprop-stereo=0",
+            decoded: (48_000, 2),
+        },
+        Served {
+            stream: "opus-stereo",
+            rtpmap: ("OPUS", 48_000, 2),
+            fmtp: "sprop-stereo=1",
+            decoded: (48_000, 2),
+        },
+        Served {
+            stream: "pcm",
+            rtpmap: ("L16", 96_000, 2),
+            fmtp: "",
+            decoded: (96_000, 2),
+        },
+        Served {
+            stream: "aac",
+            rtpmap: ("MPEG4-GENERIC", 32_000, 1),
+            fmtp: "mode=AAC-hbr",
+            decoded: (32_000, 1),
+        },
+        Served {
+            stream: "mp3",
+            rtpmap: ("MPA", 90_000, 1),
+            fmtp: "",
+            decoded: (44_100, 2),
+        },
+    ];
+    let h = Harkd::start(&cfg);
+    for s in table.iter().map(|s| s.stream).chain(["gain"]) {
         wait_running(&h, s);
     }
-    for s in ["pcm", "aac", "mp3"] {
-        ffmpeg_pull(&h.url(s), "tcp", 2.0).assert_tone(1.9, 500.0, -9.0);
+    for s in &table {
+        let sdp = describe_audio(&h.url(s.stream));
+        let (encoding, clock_rate, channels) = s.rtpmap;
+        assert_eq!(
+            (sdp.encoding.as_str(), sdp.clock_rate, sdp.channels),
+            (encoding, clock_rate, channels),
+            "{}: a=rtpmap",
+            s.stream
+        );
+        assert!(
+            sdp.fmtp.contains(s.fmtp),
+            "{}: a=fmtp {:?} lacks {:?}",
+            s.stream,
+            sdp.fmtp,
+            s.fmtp
+        );
+        let pcm = ffmpeg_pull_native(&h.url(s.stream), 2.0);
+        assert_eq!(
+            (pcm.0.rate, pcm.0.channels),
+            s.decoded,
+            "{}: decoded rate and channels",
+            s.stream
+        );
+        // -6 dBFS peak: -9 dBFS RMS, in every channel.
+        pcm.assert_tone(1.9, 500.0, -9.0);
     }
     // 20 dB of gain brings -26 dBFS peak to -6.
     ffmpeg_pull(&h.url("gain"), "tcp", 2.0).assert_tone(1.9, 500.0, -9.0);
-    // A 4 kHz high-pass (4 poles) takes a 500 Hz tone far down.
-    let hp = ffmpeg_pull(&h.url("hp"), "tcp", 2.0);
-    assert!(
-        hp.rms_dbfs(0.5) < -40.0,
-        "high-pass left {:.1} dBFS",
-        hp.rms_dbfs(0.5)
+}
+
+#[test]
+fn the_high_pass_removes_what_is_below_its_cutoff_and_keeps_what_is_above() {
+    let hp = "highpass_hz = 4000.0\n";
+    let cfg = format!(
+        "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n\
+        [[stream]]\nname = \"below\"\nsource = \"tone\"\ntone_hz = 500.0\ntone_dbfs = -6.0\n{hp}\n\
+        [[stream]]\nname = \"above\"\nsource = \"tone\"\ntone_hz = 8000.0\ntone_dbfs = -6.0\n{hp}"
     );
+    let h = Harkd::start(&cfg);
+    wait_running(&h, "below");
+    wait_running(&h, "above");
+    // The control: a tone above the cut-off comes through at its level, so a
+    // silent or empty stream cannot pass for a filtered one.
+    ffmpeg_pull(&h.url("above"), "tcp", 2.0).assert_tone(1.9, 8000.0, -9.0);
+    // A 4 kHz high-pass (4 poles) takes a 500 Hz tone far down: audio is there
+    // (two seconds of it), the tone is not.
+    let below = ffmpeg_pull(&h.url("below"), "tcp", 2.0);
+    assert!(
+        below.seconds() >= 1.9,
+        "only {:.2} s decoded",
+        below.seconds()
+    );
+    let level = below.analysis(0).level_dbfs;
+    assert!(level < -40.0, "the high-pass left {level:.1} dBFS");
 }
 
 #[test]

@@ -269,74 +269,75 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
     }
 }
 
-/// Audio decoded by a client: mono S16 at 48 kHz.
-pub struct Pcm(pub Vec<i16>);
+/// Audio decoded by a client, checked with the analysis every test tier shares
+/// (`tools/audiocheck`: duration, level, frequency, continuity).
+pub struct Pcm(pub hark_audiocheck::Pcm);
 
 pub const RATE: f64 = 48_000.0;
 
 impl Pcm {
+    /// Mono S16LE at 48 kHz, as the clients below decode unless told otherwise.
     pub fn from_bytes(b: &[u8]) -> Pcm {
-        Pcm(b
-            .chunks_exact(2)
-            .map(|c| i16::from_le_bytes([c[0], c[1]]))
-            .collect())
+        Pcm(hark_audiocheck::Pcm::from_s16le(b, 48_000, 1))
     }
 
     pub fn seconds(&self) -> f64 {
-        self.0.len() as f64 / RATE
+        self.0.seconds()
     }
 
-    /// RMS in dBFS, skipping the first `skip` seconds (codec start-up).
-    pub fn rms_dbfs(&self, skip: f64) -> f64 {
-        let s = &self.0[((skip * RATE) as usize).min(self.0.len())..];
-        if s.is_empty() {
-            return f64::NEG_INFINITY;
-        }
-        let sum: f64 = s.iter().map(|x| (f64::from(*x) / 32768.0).powi(2)).sum();
-        10.0 * (sum / s.len() as f64).log10()
+    /// The analysis of channel `c`.
+    pub fn analysis(&self, c: u16) -> hark_audiocheck::Analysis {
+        hark_audiocheck::analyse(&self.0.channel(c), self.0.rate)
     }
 
-    /// Dominant frequency, by zero crossings (the test signals are pure tones).
-    pub fn freq_hz(&self, skip: f64) -> f64 {
-        let s = &self.0[((skip * RATE) as usize).min(self.0.len())..];
-        let crossings = s.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-        crossings as f64 / 2.0 / (s.len() as f64 / RATE)
-    }
-
-    /// Asserts `secs` of audio at `freq` Hz and `rms` dBFS (both within tolerance).
+    /// Asserts every channel holds at least `min_secs` of a tone at `freq` Hz and
+    /// `rms` dBFS RMS (±2 dB), with at most one disturbed 250 ms window.
     pub fn assert_tone(&self, min_secs: f64, freq: f64, rms: f64) {
-        assert!(
-            self.seconds() >= min_secs,
-            "only {:.2} s of audio",
-            self.seconds()
-        );
-        let got_rms = self.rms_dbfs(0.2);
-        let got_f = self.freq_hz(0.2);
-        assert!(
-            (got_rms - rms).abs() < 2.0,
-            "level {got_rms:.1} dBFS, want {rms:.1}"
-        );
-        assert!(
-            (got_f - freq).abs() < freq * 0.02 + 2.0,
-            "frequency {got_f:.1} Hz, want {freq}"
-        );
+        self.assert_expect(&hark_audiocheck::Expect::tone(min_secs, freq, rms));
+    }
+
+    /// As `assert_tone`, with no disturbed window at all: the stream must not
+    /// have missed a beat.
+    pub fn assert_unbroken(&self, min_secs: f64, freq: f64, rms: f64) {
+        self.assert_expect(&hark_audiocheck::Expect {
+            max_disturbed: 0,
+            ..hark_audiocheck::Expect::tone(min_secs, freq, rms)
+        });
+    }
+
+    pub fn assert_expect(&self, e: &hark_audiocheck::Expect) {
+        for c in 0..self.0.channels {
+            let a = self.analysis(c);
+            if let Err(why) = a.check(e) {
+                panic!(
+                    "channel {c} of {} ({} Hz): {why}",
+                    self.0.channels, self.0.rate
+                );
+            }
+        }
     }
 }
 
-/// Pulls `secs` seconds with ffmpeg (transport "tcp" or "udp") and decodes to PCM.
+fn ffmpeg_command(url: &str, transport: &str, secs: f64) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-rtsp_transport",
+        transport,
+    ])
+    .args(["-timeout", "5000000", "-i", url, "-t", &secs.to_string()])
+    .stdin(Stdio::null());
+    cmd
+}
+
+/// Pulls `secs` seconds with ffmpeg (transport "tcp" or "udp") and decodes to
+/// mono S16 at 48 kHz (whatever the stream's format).
 pub fn ffmpeg_pull(url: &str, transport: &str, secs: f64) -> Pcm {
-    let out = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rtsp_transport",
-            transport,
-        ])
-        .args(["-timeout", "5000000", "-i", url, "-t", &secs.to_string()])
+    let out = ffmpeg_command(url, transport, secs)
         .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
-        .stdin(Stdio::null())
         .output()
         .expect("run ffmpeg");
     assert!(
@@ -345,6 +346,122 @@ pub fn ffmpeg_pull(url: &str, transport: &str, secs: f64) -> Pcm {
         String::from_utf8_lossy(&out.stderr)
     );
     Pcm::from_bytes(&out.stdout)
+}
+
+/// Pulls `secs` seconds with ffmpeg over TCP and decodes without forcing a
+/// format: the rate and channel count are those of the stream, read from the
+/// WAV header ffmpeg writes.
+pub fn ffmpeg_pull_native(url: &str, secs: f64) -> Pcm {
+    let out = ffmpeg_command(url, "tcp", secs)
+        .args(["-c:a", "pcm_s16le", "-f", "wav", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffmpeg {url} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (rate, channels, data) =
+        parse_wav(&out.stdout).unwrap_or_else(|e| panic!("ffmpeg's WAV from {url}: {e}"));
+    Pcm(hark_audiocheck::Pcm::from_s16le(data, rate, channels))
+}
+
+/// (rate, channels, sample bytes) of a 16-bit PCM WAV; a streamed WAV's data
+/// chunk has no usable size, so the data is everything after its header.
+pub fn parse_wav(b: &[u8]) -> Result<(u32, u16, &[u8]), String> {
+    if b.len() < 12 || &b[0..4] != b"RIFF" || &b[8..12] != b"WAVE" {
+        return Err("not a RIFF/WAVE file".into());
+    }
+    let mut i = 12;
+    let mut fmt = None;
+    while i + 8 <= b.len() {
+        let id = &b[i..i + 4];
+        let len = u32::from_le_bytes([b[i + 4], b[i + 5], b[i + 6], b[i + 7]]) as usize;
+        let body = i + 8;
+        if id == b"fmt " {
+            let f = b.get(body..body + 16).ok_or("short fmt chunk")?;
+            let mut format = u16::from_le_bytes([f[0], f[1]]);
+            if format == 0xFFFE {
+                // WAVE_FORMAT_EXTENSIBLE (ffmpeg's choice above 48 kHz or two
+                // channels): the format code opens the sub-format GUID.
+                let g = b
+                    .get(body + 24..body + 26)
+                    .ok_or("short extensible fmt chunk")?;
+                format = u16::from_le_bytes([g[0], g[1]]);
+            }
+            let channels = u16::from_le_bytes([f[2], f[3]]);
+            let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+            let bits = u16::from_le_bytes([f[14], f[15]]);
+            if format != 1 || bits != 16 {
+                return Err(format!("format {format}, {bits} bits; want PCM 16"));
+            }
+            fmt = Some((rate, channels));
+        } else if id == b"data" {
+            let (rate, channels) = fmt.ok_or("data before fmt")?;
+            return Ok((rate, channels, &b[body..]));
+        }
+        i = body + len + (len & 1);
+    }
+    Err("no data chunk".into())
+}
+
+/// The audio media of a stream's SDP (from a real DESCRIBE).
+#[derive(Debug, PartialEq)]
+pub struct SdpAudio {
+    pub payload_type: u8,
+    /// `a=rtpmap` encoding name, clock rate and channels (1 when not given).
+    pub encoding: String,
+    pub clock_rate: u32,
+    pub channels: u16,
+    pub fmtp: String,
+}
+
+pub fn describe_audio(url: &str) -> SdpAudio {
+    let mut c = rtsp_client::Client::connect(url, Duration::from_secs(5)).unwrap();
+    let r = c
+        .request("DESCRIBE", url, &[("Accept", "application/sdp")])
+        .unwrap();
+    assert_eq!(r.status, 200, "DESCRIBE {url}");
+    parse_sdp_audio(&r.body).unwrap_or_else(|e| panic!("SDP of {url}: {e}\n{}", r.body))
+}
+
+pub fn parse_sdp_audio(sdp: &str) -> Result<SdpAudio, String> {
+    let mut lines = sdp.lines().map(str::trim_end);
+    let m = lines
+        .by_ref()
+        .find(|l| l.starts_with("m=audio "))
+        .ok_or("no m=audio line")?;
+    let pt: u8 = m
+        .split_whitespace()
+        .nth(3)
+        .and_then(|p| p.parse().ok())
+        .ok_or("no payload type in m=audio")?;
+    let (mut rtpmap, mut fmtp) = (None, String::new());
+    for l in lines.take_while(|l| !l.starts_with("m=")) {
+        if let Some(v) = l.strip_prefix(&format!("a=rtpmap:{pt} ")) {
+            rtpmap = Some(v.to_string());
+        } else if let Some(v) = l.strip_prefix(&format!("a=fmtp:{pt} ")) {
+            fmtp = v.to_string();
+        }
+    }
+    let rtpmap = rtpmap.ok_or(format!("no a=rtpmap for payload type {pt}"))?;
+    let mut parts = rtpmap.split('/');
+    let encoding = parts.next().unwrap_or_default().to_string();
+    let clock_rate = parts
+        .next()
+        .and_then(|r| r.parse().ok())
+        .ok_or(format!("bad rtpmap {rtpmap:?}"))?;
+    let channels = match parts.next() {
+        Some(c) => c.parse().map_err(|_| format!("bad rtpmap {rtpmap:?}"))?,
+        None => 1,
+    };
+    Ok(SdpAudio {
+        payload_type: pt,
+        encoding,
+        clock_rate,
+        channels,
+        fmtp,
+    })
 }
 
 /// Pulls about `secs` seconds with GStreamer's rtspsrc and decodes to PCM.
@@ -493,19 +610,6 @@ fn open_for_write(fifo: &Path, _stop: &AtomicBool) -> std::io::Result<std::fs::F
     // Blocks until a reader opens the FIFO. A writer left blocked here when the
     // test ends is harmless: the FIFO is deleted with its directory.
     std::fs::OpenOptions::new().write(true).open(fifo)
-}
-
-/// Counts of a tone's presence over consecutive windows (for "keeps flowing").
-pub fn windows_rms(pcm: &Pcm, window_s: f64) -> Vec<f64> {
-    let n = (window_s * RATE) as usize;
-    pcm.0
-        .chunks(n)
-        .filter(|c| c.len() == n)
-        .map(|c| {
-            let sum: f64 = c.iter().map(|x| (f64::from(*x) / 32768.0).powi(2)).sum();
-            10.0 * (sum / c.len() as f64).log10()
-        })
-        .collect()
 }
 
 /// Sends raw bytes and returns (status code, whole response text).
