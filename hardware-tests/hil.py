@@ -30,6 +30,17 @@ class HilError(Exception):
     pass
 
 
+class FixturesUpdated(Exception):
+    """HIL_UPDATE_FIXTURES=1 rewrote fixtures: nothing was compared, so the
+    scenario is reported as an update, never as a pass."""
+
+
+class ScenarioTimeout(BaseException):
+    """A scenario's time bound expired. Not an Exception: the `except
+    Exception` of a retry loop (wait_until, a plug loop) must not swallow it
+    and let the scenario overrun its bound and still pass."""
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -493,6 +504,10 @@ def scenario_usb_hotplug(g):
     wait_until(f"/{name} running", 20,
                lambda: device_streams(g).get(name, {}).get("state") == "running")
     url = f"rtsp://127.0.0.1:{g.rtsp_port}/{name}"
+    # The level meter shows the tone before the pull: a mic just plugged may
+    # take a moment to deliver at full rate (a pull right after "running"
+    # decoded 2.88 s of 3 here once, 2.01 s once in the system tier).
+    wait_loud(g, name)
     assert_tone(ffmpeg_pull(url, 3), 1000, f"/{name}", USB_MIC_RMS)
     # Unplug with a client connected: the client ends, the agent lives.
     client = subprocess.Popen(
@@ -526,6 +541,7 @@ def scenario_usb_hotplug(g):
         raise HilError(f"replugged mic came back as /{back}, not /{name}")
     wait_until(f"/{name} running again", 20,
                lambda: device_streams(g).get(name, {}).get("state") == "running")
+    wait_loud(g, name)
     assert_tone(ffmpeg_pull(url, 3), 440, f"/{name} after replug", USB_MIC_RMS)
     mic.stop()
 
@@ -765,6 +781,9 @@ def scenario_real_trees(artifacts):
     g = Guest(artifacts, "real-trees-onboard", extra=ONBOARD)
     wait_until("the AC'97 card", 30, lambda: "ICH" in g.sh("cat /proc/asound/cards")[1])
     capture_tree(g, "qemu-onboard", update)
+    if update:
+        raise FixturesUpdated(f"rewrote {', '.join([*TREES, 'qemu-onboard'])} under {FIXTURES}; "
+                              "nothing was compared: review them with git diff")
 
 
 # --- the system tier: Debian with systemd as PID 1, harkd installed as the README says
@@ -978,6 +997,15 @@ def scenario_hung_guest(g):
     g.sh("true", timeout=10**6)
 
 
+def scenario_bound_in_retry(g):
+    """Not run on its own (see runner-bounds): the scenario's bound expires
+    inside wait_until, whose retry loop catches what its probe raises; the
+    bound must still end the scenario as a failure."""
+    print(f"hil: retrying guest: qemu pid {g.proc.pid}, work dir {g.dir}", flush=True)
+    wait_until("something that never happens", 10**6, lambda: time.sleep(1) or False)
+    print("hil: the retry loop outlived the bound", flush=True)
+
+
 def scenario_crashed_guest(g):
     """Not run on its own (see runner-bounds): the guest kernel crashes
     (sysrq c; panic=-1 and -no-reboot make QEMU exit) in the middle of a
@@ -994,7 +1022,7 @@ def scenario_runner_bounds(fast_dir):
     bound = 15
     t = time.monotonic()
     p = subprocess.run([sys.executable, os.path.abspath(__file__), fast_dir,
-                        "_hung-guest", "_crashed-guest"],
+                        "_hung-guest", "_crashed-guest", "_bound-in-retry"],
                        env={**os.environ, "HIL_HUNG_BOUND": str(bound)},
                        capture_output=True, text=True, timeout=240)
     out = p.stdout + p.stderr
@@ -1007,18 +1035,22 @@ def scenario_runner_bounds(fast_dir):
         "hil: _crashed-guest: FAIL: ",
         "--- serial console of _crashed-guest ---",
         "sysrq: Trigger a crash",
+        f"hil: _bound-in-retry: FAIL: scenario exceeded its {bound} s bound",
         "hil: FAIL _hung-guest",
         "hil: FAIL _crashed-guest",
-        "hil: 0/2 passed",
+        "hil: FAIL _bound-in-retry",
+        "hil: 0/3 passed",
     ]
     missing = [e for e in expect if e not in out]
-    if p.returncode != 1 or missing or "PASS" in out:
-        raise HilError(f"the runner did not report a hung and a crashed guest as failures "
+    if p.returncode != 1 or missing or "PASS" in out or "outlived the bound" in out:
+        raise HilError(f"the runner did not report a hung, a crashed and an overrunning "
+                       f"guest as failures "
                        f"(exit {p.returncode}; missing {missing}):\n{out[-6000:]}")
     guests = [line for line in out.splitlines()
-              if line.startswith(("hil: hung guest: qemu pid", "hil: crashed guest: qemu pid"))]
-    if len(guests) != 2:
-        raise HilError(f"the inner run did not start both guests:\n{out[-6000:]}")
+              if line.startswith(("hil: hung guest: qemu pid", "hil: crashed guest: qemu pid",
+                                  "hil: retrying guest: qemu pid"))]
+    if len(guests) != 3:
+        raise HilError(f"the inner run did not start all three guests:\n{out[-6000:]}")
     for line in guests:
         pid, workdir = int(line.split()[5].rstrip(",")), line.split("work dir ")[1]
         try:
@@ -1049,6 +1081,8 @@ SCENARIOS = {
 INNER = {
     "_hung-guest": (scenario_hung_guest, int(os.environ.get("HIL_HUNG_BOUND", "15")), "fast"),
     "_crashed-guest": (scenario_crashed_guest, 120, "fast"),
+    "_bound-in-retry": (scenario_bound_in_retry, int(os.environ.get("HIL_HUNG_BOUND", "15")),
+                        "fast"),
 }
 
 
@@ -1063,7 +1097,7 @@ def run(fast_dir, system_dir, names):
         LIVE.clear()
 
         def on_alarm(*_):
-            raise HilError(f"scenario exceeded its {limit} s bound")
+            raise ScenarioTimeout(f"scenario exceeded its {limit} s bound")
         signal.signal(signal.SIGALRM, on_alarm)
         signal.alarm(limit)
         try:
@@ -1080,7 +1114,11 @@ def run(fast_dir, system_dir, names):
             signal.alarm(0)
             results.append((name, True, time.monotonic() - t))
             print(f"hil: {name}: PASS in {time.monotonic() - t:.1f} s", flush=True)
-        except Exception as e:
+        except FixturesUpdated as e:
+            signal.alarm(0)
+            results.append((name, False, time.monotonic() - t))
+            print(f"hil: {name}: UPDATED, not a pass: {e}", flush=True)
+        except (Exception, ScenarioTimeout) as e:
             signal.alarm(0)
             results.append((name, False, time.monotonic() - t))
             print(f"hil: {name}: FAIL: {e}", flush=True)

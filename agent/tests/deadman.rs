@@ -353,7 +353,7 @@ fn the_agent_exits_4_for_the_deadman_when_no_stream_can_run() {
 fn a_refused_reboot_keeps_the_agent_up_and_says_why() {
     let b = Board::new(POLICY);
     // No ledger: locked. The agent wants a reboot, is refused, stays up.
-    let h = start_agent(&b, &broken_agent_config(&b));
+    let mut h = start_agent(&b, &broken_agent_config(&b));
     h.wait_log(Duration::from_secs(10), |v| {
         msg(v) == "deadman: a reboot is wanted and refused; staying up"
     });
@@ -378,7 +378,11 @@ fn a_refused_reboot_keeps_the_agent_up_and_says_why() {
         status.contains("last refusal: no capture stream running"),
         "{status}"
     );
-    assert!(h.child.id() > 0);
+    // It stayed up (a refused agent must not exit 4).
+    assert!(
+        h.child.try_wait().unwrap().is_none(),
+        "the agent exited although the ledger refuses a reboot"
+    );
     let (exit, _) = h.stop();
     assert!(exit.success(), "{exit:?}");
 }

@@ -343,6 +343,26 @@ mod tests {
         }
     }
 
+    /// The next event, or a panic after `limit`: a regression fails the test
+    /// instead of hanging `make test`.
+    fn recv_within(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<DeviceEvent>,
+        limit: Duration,
+    ) -> DeviceEvent {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match rx.try_recv() {
+                Ok(ev) => return ev,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("no device event within {limit:?}: {e:?}"),
+            }
+        }
+    }
+
     /// The udev monitor runs here (netlink needs no udevd), but nothing emits
     /// sound events on this machine: what it finds, it finds by resync.
     #[test]
@@ -354,14 +374,14 @@ mod tests {
         let mut ended = spawn_udev_every(roots.clone(), tx, Duration::from_millis(100)).unwrap();
         std::thread::sleep(Duration::from_millis(150));
         fixture::usb_card(dir.path(), &mic(4));
-        let ev = rx.blocking_recv().unwrap();
+        let ev = recv_within(&mut rx, Duration::from_secs(10));
         assert!(
             matches!(ev, DeviceEvent::Added(ref c) if c.index == 4),
             "{ev:?}"
         );
         fixture::remove_card(dir.path(), 4);
         assert_eq!(
-            rx.blocking_recv().unwrap(),
+            recv_within(&mut rx, Duration::from_secs(10)),
             DeviceEvent::Removed { index: 4 }
         );
         assert!(
