@@ -137,6 +137,14 @@ fn a_failing_source_backs_off_while_others_flow() {
         h.logs_after(0, |v| msg(v) == "capture failed" && v["stream"] == "tone")
             .is_empty()
     );
+    // The restart counter users read sees the broken stream's restarts (so a
+    // zero elsewhere means something), and none of the healthy one.
+    assert!(
+        common::restarts(&h, "broken").unwrap() >= 3,
+        "{:?}",
+        common::restarts(&h, "broken")
+    );
+    assert_eq!(common::restarts(&h, "tone"), Some(0));
 }
 
 #[test]

@@ -652,6 +652,17 @@ pub fn http_get_full(port: u16, path: &str) -> (u16, String) {
     )
 }
 
+/// A stream's capture restarts as the status endpoint counts them (the counter
+/// users see), or None when the stream is not listed.
+pub fn restarts(h: &Harkd, stream: &str) -> Option<u64> {
+    let status: Value = serde_json::from_str(&http_get(h.http_port, "/api/v1/status")).ok()?;
+    status["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == stream)?["restarts"]
+        .as_u64()
+}
+
 pub fn http_body(resp: &str) -> &str {
     resp.split_once("\r\n\r\n").map_or("", |(_, b)| b)
 }
