@@ -7,7 +7,7 @@ CONFIG ?= configs/dev.toml
 # in configs/dbus installed).
 BUS ?= none
 
-.PHONY: all deps build run test lint bench hil fresh-check check-image clean
+.PHONY: all deps build run test lint bench hil fresh-check check-image check-layer clean
 
 all: build
 
@@ -45,10 +45,17 @@ hil: build
 	/usr/bin/python3 hardware-tests/hil.py target/hil --system target/hil-system $(HIL)
 
 # The images, checked offline (no Nix build, no bitbake build here): the Nix flake,
-# module and images (nix/tests/check.sh). Each script installs what it needs and
-# runs negative tests that prove its checks can fail.
+# module and images (nix/tests/check.sh) and the Yocto layer (yocto-layer/check.sh:
+# bitbake parse + graph for qemuarm64 and raspberrypi4-64, read-back, oelint,
+# crates.inc, GStreamer elements, kas, offline fetch of the source). Each script
+# installs what it needs and runs negative tests that prove its checks can fail.
 check-image: build
 	nix/tests/check.sh
+	yocto-layer/check.sh
+
+# yocto-check-layer on meta-hark (about 20 min on 2 cores): by hand, not in CI.
+check-layer: deps
+	yocto-layer/check-layer.sh
 
 # CPU, memory and latency against the baselines named in the issue; see scripts/bench.py.
 bench: build
