@@ -318,26 +318,21 @@ impl Pcm {
     }
 }
 
-fn ffmpeg_command(url: &str, transport: &str, secs: f64) -> Command {
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args([
-        "-nostdin",
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-rtsp_transport",
-        transport,
-    ])
-    .args(["-timeout", "5000000", "-i", url, "-t", &secs.to_string()])
-    .stdin(Stdio::null());
-    cmd
-}
-
-/// Pulls `secs` seconds with ffmpeg (transport "tcp" or "udp") and decodes to
-/// mono S16 at 48 kHz (whatever the stream's format).
-pub fn ffmpeg_pull(url: &str, transport: &str, secs: f64) -> Pcm {
-    let out = ffmpeg_command(url, transport, secs)
-        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
+/// Runs ffmpeg on `url` for `secs` seconds with `output` options (ending in
+/// `-`), asserts it succeeded, and returns what it wrote.
+fn ffmpeg_decode(url: &str, transport: &str, secs: f64, output: &[&str]) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rtsp_transport",
+            transport,
+        ])
+        .args(["-timeout", "5000000", "-i", url, "-t", &secs.to_string()])
+        .args(output)
+        .stdin(Stdio::null())
         .output()
         .expect("run ffmpeg");
     assert!(
@@ -345,24 +340,28 @@ pub fn ffmpeg_pull(url: &str, transport: &str, secs: f64) -> Pcm {
         "ffmpeg {url} ({transport}) failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Pcm::from_bytes(&out.stdout)
+    out.stdout
+}
+
+/// Pulls `secs` seconds with ffmpeg (transport "tcp" or "udp") and decodes to
+/// mono S16 at 48 kHz (whatever the stream's format).
+pub fn ffmpeg_pull(url: &str, transport: &str, secs: f64) -> Pcm {
+    let out = ffmpeg_decode(
+        url,
+        transport,
+        secs,
+        &["-f", "s16le", "-ac", "1", "-ar", "48000", "-"],
+    );
+    Pcm::from_bytes(&out)
 }
 
 /// Pulls `secs` seconds with ffmpeg over TCP and decodes without forcing a
 /// format: the rate and channel count are those of the stream, read from the
 /// WAV header ffmpeg writes.
 pub fn ffmpeg_pull_native(url: &str, secs: f64) -> Pcm {
-    let out = ffmpeg_command(url, "tcp", secs)
-        .args(["-c:a", "pcm_s16le", "-f", "wav", "-"])
-        .output()
-        .expect("run ffmpeg");
-    assert!(
-        out.status.success(),
-        "ffmpeg {url} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ffmpeg_decode(url, "tcp", secs, &["-c:a", "pcm_s16le", "-f", "wav", "-"]);
     let (rate, channels, data) =
-        parse_wav(&out.stdout).unwrap_or_else(|e| panic!("ffmpeg's WAV from {url}: {e}"));
+        parse_wav(&out).unwrap_or_else(|e| panic!("ffmpeg's WAV from {url}: {e}"));
     Pcm(hark_audiocheck::Pcm::from_s16le(data, rate, channels))
 }
 
