@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use zbus::object_server::SignalEmitter;
 use zbus::{connection, interface};
 
-use crate::supervisor::{Event, Snapshot, StreamStatus};
+use crate::state::{Snapshot, StreamStatus};
+use crate::supervisor::Event;
 
 pub const BUS_NAME: &str = "org.hark.Agent1";
 pub const ROOT: &str = "/org/hark/Agent1";
@@ -37,6 +38,8 @@ pub enum HarkError {
     NoSuchStream(String),
     /// The agent is shutting down.
     Unavailable(String),
+    /// The configuration file was refused; the running one is kept.
+    InvalidConfig(String),
 }
 
 /// `/org/hark/Agent1/device/<name>`, with every byte outside `[A-Za-z0-9]`
@@ -56,7 +59,7 @@ pub fn device_path(name: &str) -> String {
 struct Agent {
     snap: Snapshot,
     rtsp_url_base: String,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::Sender<Event>,
 }
 
 /// The hark microphone agent.
@@ -123,11 +126,28 @@ impl Agent {
     }
 
     /// Re-read the configuration file and apply the difference; streams whose
-    /// settings did not change are not disturbed.
-    async fn reload(&self) -> Result<(), HarkError> {
+    /// settings did not change are not disturbed. Returns what changed, and
+    /// names every changed key that takes effect only when harkd restarts
+    /// ("streams 1 added; restart harkd to apply rtsp"). A configuration that
+    /// is refused is an org.hark.Error.InvalidConfig, saying why.
+    async fn reload(&self) -> Result<String, HarkError> {
+        let gone = || HarkError::Unavailable("the agent is shutting down".into());
+        let (reply, wait) = oneshot::channel();
         self.events
-            .send(Event::Reload)
-            .map_err(|_| HarkError::Unavailable("the agent is shutting down".into()))
+            .send(Event::Reload { reply: Some(reply) })
+            .await
+            .map_err(|_| gone())?;
+        let report = wait.await.map_err(|_| gone())?;
+        match report.refused {
+            Some(why) => Err(HarkError::InvalidConfig(why)),
+            None => Ok(report.summary()),
+        }
+    }
+
+    /// Changed configuration keys waiting for a restart of harkd.
+    #[zbus(property)]
+    fn pending_restart(&self) -> Vec<String> {
+        self.snap.pending_restart.clone()
     }
 
     /// Restart one stream's capture pipeline now.
@@ -138,6 +158,7 @@ impl Agent {
                 name: name.clone(),
                 reply,
             })
+            .await
             .map_err(|_| HarkError::Unavailable("the agent is shutting down".into()))?;
         match wait.await {
             Ok(true) => Ok(()),
@@ -233,7 +254,7 @@ impl Device {
     /// starting, running, stalled or failed.
     #[zbus(property)]
     fn stream_state(&self) -> String {
-        self.stream().state.to_string()
+        self.stream().state.as_str().to_string()
     }
     /// The codec the stream is encoded with.
     #[zbus(property)]
@@ -312,7 +333,7 @@ const LEVEL_EVERY: Duration = Duration::from_secs(1);
 pub async fn connect(
     bus: Bus,
     snapshot: &watch::Receiver<Snapshot>,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::Sender<Event>,
     rtsp_url_base: &str,
 ) -> zbus::Result<zbus::Connection> {
     let agent = Agent {

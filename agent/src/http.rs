@@ -18,7 +18,7 @@ use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::supervisor::Snapshot;
+use crate::state::{Snapshot, StreamState};
 
 pub const MAX_CONNECTIONS: usize = 64;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -122,10 +122,10 @@ pub fn unhealthy(snap: &Snapshot) -> Option<String> {
     let down: Vec<String> = snap
         .streams
         .iter()
-        .filter(|s| s.state != "running")
+        .filter(|s| !s.running())
         .map(|s| match &s.last_error {
-            Some(e) => format!("{} is {} ({e})", s.name, s.state),
-            None => format!("{} is {}", s.name, s.state),
+            Some(e) => format!("{} is {} ({e})", s.name, s.state.as_str()),
+            None => format!("{} is {}", s.name, s.state.as_str()),
         })
         .collect();
     (!down.is_empty()).then(|| {
@@ -242,10 +242,10 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
         let l = [s.name.as_str()];
         running
             .with_label_values(&l)
-            .set(i64::from(s.state == "running"));
-        for st in ["starting", "running", "stalled", "failed"] {
+            .set(i64::from(s.running()));
+        for st in StreamState::ALL {
             state
-                .with_label_values(&[s.name.as_str(), st])
+                .with_label_values(&[s.name.as_str(), st.as_str()])
                 .set(i64::from(s.state == st));
         }
         clients
@@ -273,7 +273,7 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
         info.with_label_values(&[
             card.as_str(),
             d.name.as_deref().unwrap_or(""),
-            d.status,
+            d.status.as_str(),
             d.vendor_product.as_deref().unwrap_or(""),
             d.serial.as_deref().unwrap_or(""),
             d.port.as_deref().unwrap_or(""),
@@ -288,7 +288,7 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::DeviceStatus;
+    use crate::state::{DeviceState, DeviceStatus};
 
     #[test]
     fn hostile_label_values_are_escaped() {
@@ -296,7 +296,7 @@ mod tests {
             streams: vec![],
             devices: vec![DeviceStatus {
                 card: 3,
-                status: "streaming",
+                status: DeviceState::Streaming,
                 name: Some("mic".into()),
                 reason: None,
                 vendor_product: Some("0d8c:0014".into()),
@@ -310,6 +310,7 @@ mod tests {
                 channels: 1,
             }],
             deadman: Default::default(),
+            pending_restart: vec![],
         };
         let (_tx, rx) = watch::channel(Snapshot::default());
         let ctx = Context {

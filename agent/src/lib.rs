@@ -15,4 +15,5 @@ pub mod http;
 pub mod media;
 pub mod notify;
 pub mod persist;
+pub mod state;
 pub mod supervisor;

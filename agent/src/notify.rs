@@ -13,7 +13,7 @@ use sd_notify::NotifyState;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::media::MediaHandle;
-use crate::supervisor::{Event, Snapshot};
+use crate::state::Snapshot;
 
 fn send(states: &[NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -63,13 +63,15 @@ pub struct Probe {
 }
 
 /// One probe round: both parts asked at once, each given `within` to answer.
+/// `supervisor` takes probes for the supervisor loop (a full queue is a probe
+/// not answered).
 pub async fn probe(
-    events: &mpsc::UnboundedSender<Event>,
+    supervisor: &mpsc::Sender<oneshot::Sender<()>>,
     media: &MediaHandle,
     within: Duration,
 ) -> Probe {
     let (sup_tx, sup_rx) = oneshot::channel();
-    let sup_sent = events.send(Event::Ping(sup_tx)).is_ok();
+    let sup_sent = supervisor.try_send(sup_tx).is_ok();
     let media_rx = media.ping();
     let (s, m) = tokio::join!(
         tokio::time::timeout(within, sup_rx),
@@ -85,7 +87,7 @@ pub async fn probe(
 /// long as both probes answer. Runs until the daemon ends.
 pub async fn watchdog(
     interval: Duration,
-    events: mpsc::UnboundedSender<Event>,
+    supervisor: mpsc::Sender<oneshot::Sender<()>>,
     media: MediaHandle,
 ) {
     let half = interval / 2;
@@ -96,7 +98,7 @@ pub async fn watchdog(
     let mut was_ok = true;
     loop {
         let round = tokio::time::Instant::now();
-        let p = probe(&events, &media, half).await;
+        let p = probe(&supervisor, &media, half).await;
         let ok = p.supervisor && p.media;
         if ok {
             send(&[NotifyState::Watchdog]);

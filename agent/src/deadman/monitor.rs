@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::ledger::{Decision, Refusal, human};
 use super::{DeadmanStatus, Paths, load, mark_good, store};
 use crate::config::DeadmanConfig;
-use crate::supervisor::Snapshot;
+use crate::state::Snapshot;
 
 /// How often a refused reboot is asked again (spacing and cap lift with time).
 const RECHECK: Duration = Duration::from_secs(60);
@@ -55,8 +55,8 @@ pub async fn run(
             let s = snapshots.borrow();
             let capture = s.streams.iter().filter(|st| st.captures());
             (
-                s.streams.iter().any(|st| st.state == "running"),
-                capture.clone().filter(|st| st.state == "running").count(),
+                s.streams.iter().any(|st| st.running()),
+                capture.clone().filter(|st| st.running()).count(),
                 capture.count(),
                 s.summary(),
             )

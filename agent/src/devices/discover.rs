@@ -21,6 +21,8 @@ pub enum Decision {
         identity: Identity,
         reason: String,
     },
+    /// A `[[device]]` rule gives it a name another device present holds.
+    Conflict { identity: Identity, reason: String },
     /// Named and planned: start this stream.
     Stream {
         assignment: Assignment,
@@ -78,31 +80,75 @@ fn non_usb_identity(card: &Card) -> Identity {
     }
 }
 
-/// Decides for `card`. `others` are identities of the other attached devices,
-/// `in_use` the names taken by running streams. With pinning on, the ALSA device
-/// string uses the id the card is about to get.
-pub fn decide(
-    card: &Card,
-    cfg: &DevicesConfig,
-    others: &[Identity],
-    in_use: &BTreeSet<String>,
-    ledger: &Ledger,
-) -> Decision {
+/// The identity and capture PCM of a card hark could stream, or why not.
+fn streamable(card: &Card, cfg: &DevicesConfig) -> Result<(Identity, u32), String> {
     let identity = match (&card.identity, cfg.allow_non_usb) {
         (Some(id), _) => id.clone(),
         (None, true) => non_usb_identity(card),
         (None, false) => {
-            return Decision::Ignore {
-                reason: "not a USB device (set devices.allow_non_usb to stream it)".into(),
-            };
+            return Err("not a USB device (set devices.allow_non_usb to stream it)".into());
         }
     };
     let Some(pcm) = card.capture_pcms.first().copied() else {
-        return Decision::Ignore {
-            reason: "no capture PCM: the device plays audio but does not record".into(),
-        };
+        return Err("no capture PCM: the device plays audio but does not record".into());
     };
-    let assignment = naming::assign(&identity, others, in_use, &name_rules(cfg), ledger);
+    Ok((identity, pcm))
+}
+
+/// Decides for `cards` appearing together (every card at coldplug, one at
+/// hotplug), beside the devices already named (`named`) and the configured
+/// streams' names (`reserved`): the one naming path (see
+/// [`naming::assign_all`]). Names given are recorded in `ledger`. The result is
+/// in the order of `cards`.
+pub fn decide_set(
+    cards: &[Card],
+    named: &[(Identity, String)],
+    reserved: &BTreeSet<String>,
+    cfg: &DevicesConfig,
+    ledger: &mut Ledger,
+    now: u64,
+) -> Vec<Decision> {
+    let checked: Vec<Result<(Identity, u32), String>> =
+        cards.iter().map(|c| streamable(c, cfg)).collect();
+    let ids: Vec<Identity> = checked
+        .iter()
+        .filter_map(|c| c.as_ref().ok().map(|(id, _)| id.clone()))
+        .collect();
+    let mut names =
+        naming::assign_all(&ids, named, reserved, &name_rules(cfg), ledger, now).into_iter();
+    cards
+        .iter()
+        .zip(checked)
+        .map(|(card, c)| match c {
+            Err(reason) => Decision::Ignore { reason },
+            Ok((identity, pcm)) => match names.next() {
+                Some(Ok(assignment)) => plan_stream(card, cfg, identity, assignment, pcm),
+                Some(Err(conflict)) => Decision::Conflict {
+                    identity,
+                    reason: conflict.to_string(),
+                },
+                None => unreachable!("one name per streamable card"),
+            },
+        })
+        .collect()
+}
+
+/// The stream a named card gets under `cfg` (or why it cannot be streamed).
+/// Also used on reload, to see whether a streaming device's settings changed.
+pub fn plan_named(card: &Card, cfg: &DevicesConfig, assignment: Assignment) -> Decision {
+    match streamable(card, cfg) {
+        Err(reason) => Decision::Ignore { reason },
+        Ok((identity, pcm)) => plan_stream(card, cfg, identity, assignment, pcm),
+    }
+}
+
+fn plan_stream(
+    card: &Card,
+    cfg: &DevicesConfig,
+    identity: Identity,
+    assignment: Assignment,
+    pcm: u32,
+) -> Decision {
     let settings: &DeviceSettings = cfg
         .rules
         .iter()
@@ -160,6 +206,19 @@ mod tests {
     use crate::devices::asound::{AltSetting, Rates, SampleFormat};
     use std::path::PathBuf;
     use std::time::Duration;
+
+    /// One card on its own, as at hotplug with nothing else attached.
+    fn decide(
+        card: &Card,
+        cfg: &DevicesConfig,
+        named: &[(Identity, String)],
+        reserved: &BTreeSet<String>,
+        ledger: &Ledger,
+    ) -> Decision {
+        let mut ledger = ledger.clone();
+        decide_set(std::slice::from_ref(card), named, reserved, cfg, &mut ledger, 0)
+            .remove(0)
+    }
 
     fn settings() -> DeviceSettings {
         DeviceSettings {

@@ -162,6 +162,16 @@ pub fn assign(
         {
             return done(&e.name, Reason::Serial);
         }
+        // Named on this port while a twin shared its serial (so by port then):
+        // the same device, now alone with its serial.
+        if let Some(e) = ledger
+            .entries
+            .iter()
+            .filter(same_model)
+            .find(|e| e.serial.is_none() && e.port_path == id.port_path && !in_use.contains(&e.name))
+        {
+            return done(&e.name, Reason::Port);
+        }
     } else {
         let serialless: Vec<&LedgerEntry> = ledger
             .entries
@@ -170,6 +180,13 @@ pub fn assign(
             .filter(|e| e.serial.is_none())
             .collect();
         if let Some(e) = serialless.iter().find(|e| e.port_path == id.port_path) {
+            return done(&e.name, Reason::Port);
+        }
+        // Its serial is shared by a twin present now, so it identifies neither;
+        // but the entry named by that serial on this very port is this device.
+        if let Some(e) = ledger.entries.iter().filter(same_model).find(|e| {
+            e.serial.is_some() && e.serial == id.serial && e.port_path == id.port_path
+        }) {
             return done(&e.name, Reason::Port);
         }
         let free: Vec<&&LedgerEntry> = serialless
@@ -223,30 +240,90 @@ impl Ledger {
     }
 }
 
-/// Names devices attached together (coldplug), in port order, so the result does
-/// not depend on the order the kernel announced them. Returns names in the order
-/// of `ids`, and records them in the ledger.
+/// A `[[device]]` rule gave a device a name another device (or a configured
+/// stream) already holds: the device is not streamed, and this says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The rule's name.
+    pub name: String,
+    /// Who holds it: "the device on port 1-1.2" or "a configured stream".
+    pub holder: String,
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the [[device]] rule \"{}\" also matches {}, which has that name; \
+             give the rule a serial or a port so that it matches one device",
+            self.name, self.holder
+        )
+    }
+}
+
+/// The one naming path, used at coldplug, at hotplug and by `harkd devices`:
+/// names the `new` devices, in port order, beside the devices already named
+/// (`named`: identity and name) and the names configured streams hold
+/// (`reserved`). Names given are recorded in `ledger` at `now`.
+///
+/// Two devices present never share a name. A rule names one device: when it
+/// matches a second one while the first holds the name, the second gets a
+/// [`Conflict`] (reported, not streamed). Any other way to a held name (a
+/// ledger entry whose name a configured stream took since) falls back to a new
+/// name.
 pub fn assign_all(
-    ids: &[Identity],
+    new: &[Identity],
+    named: &[(Identity, String)],
+    reserved: &BTreeSet<String>,
     rules: &[NameRule],
     ledger: &mut Ledger,
     now: u64,
-) -> Vec<Assignment> {
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_by(|a, b| ids[*a].port_path.cmp(&ids[*b].port_path));
-    let mut out: Vec<Option<Assignment>> = vec![None; ids.len()];
-    let mut in_use = BTreeSet::new();
+) -> Vec<Result<Assignment, Conflict>> {
+    let mut order: Vec<usize> = (0..new.len()).collect();
+    order.sort_by(|a, b| new[*a].port_path.cmp(&new[*b].port_path));
+    let mut out: Vec<Option<Result<Assignment, Conflict>>> = vec![None; new.len()];
+    // Who holds each name now: a device's port, or a configured stream.
+    let mut holders: std::collections::BTreeMap<String, String> = reserved
+        .iter()
+        .map(|n| (n.clone(), "a configured stream".to_string()))
+        .collect();
+    for (id, name) in named {
+        holders.insert(name.clone(), format!("the device on port {}", id.port_path));
+    }
     for i in order {
-        let others: Vec<Identity> = ids
+        let others: Vec<Identity> = new
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
             .map(|(_, o)| o.clone())
+            .chain(named.iter().map(|(o, _)| o.clone()))
             .collect();
-        let a = assign(&ids[i], &others, &in_use, rules, ledger);
-        ledger.record(&ids[i], &a, now);
-        in_use.insert(a.name.clone());
-        out[i] = Some(a);
+        let in_use: BTreeSet<String> = holders.keys().cloned().collect();
+        let mut a = assign(&new[i], &others, &in_use, rules, ledger);
+        if let Some(holder) = holders.get(&a.name) {
+            if a.reason == Reason::Rule {
+                out[i] = Some(Err(Conflict {
+                    name: a.name,
+                    holder: holder.clone(),
+                }));
+                continue;
+            }
+            let mut taken: BTreeSet<String> =
+                ledger.entries.iter().map(|e| e.name.clone()).collect();
+            taken.extend(in_use);
+            taken.extend(rules.iter().map(|r| r.name.clone()));
+            a.name = unique(
+                &auto_name(new[i].product.as_deref(), new[i].vendor_id, new[i].product_id),
+                &taken,
+            );
+            a.reason = Reason::New;
+        }
+        ledger.record(&new[i], &a, now);
+        holders.insert(
+            a.name.clone(),
+            format!("the device on port {}", new[i].port_path),
+        );
+        out[i] = Some(Ok(a));
     }
     out.into_iter().flatten().collect()
 }
@@ -269,6 +346,14 @@ mod tests {
 
     fn names(a: &[Assignment]) -> Vec<&str> {
         a.iter().map(|x| x.name.as_str()).collect()
+    }
+
+    /// All devices new at once (a coldplug), no rules, nothing reserved.
+    fn name_set(ids: &[Identity], ledger: &mut Ledger, now: u64) -> Vec<Assignment> {
+        assign_all(ids, &[], &BTreeSet::new(), &[], ledger, now)
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect()
     }
 
     #[test]
@@ -307,13 +392,13 @@ mod tests {
         let a = mic("1-1.2", None);
         let b = mic("1-1.3", None);
         let mut ledger = Ledger::default();
-        let first = assign_all(&[b.clone(), a.clone()], &[], &mut ledger, 1);
+        let first = name_set(&[b.clone(), a.clone()], &mut ledger, 1);
         assert_eq!(
             names(&first),
             vec!["usb-audio-device-2", "usb-audio-device"]
         );
         // Reboot: announced in the other order, same names by port.
-        let again = assign_all(&[a.clone(), b.clone()], &[], &mut ledger, 2);
+        let again = name_set(&[a.clone(), b.clone()], &mut ledger, 2);
         assert_eq!(
             names(&again),
             vec!["usb-audio-device", "usb-audio-device-2"]
@@ -336,12 +421,7 @@ mod tests {
     #[test]
     fn a_moved_serialless_mic_keeps_its_name_when_it_is_the_only_candidate() {
         let mut ledger = Ledger::default();
-        assign_all(
-            &[mic("1-1.2", None), mic("1-1.3", None)],
-            &[],
-            &mut ledger,
-            1,
-        );
+        name_set(&[mic("1-1.2", None), mic("1-1.3", None)], &mut ledger, 1);
         // Twin on 1-1.3 is absent; the other moves to a new port 1-1.4.
         let moved = assign(&mic("1-1.4", None), &[], &BTreeSet::new(), &[], &ledger);
         // Two candidates (both absent): ambiguous, so a new name.
@@ -359,22 +439,12 @@ mod tests {
     #[test]
     fn a_serial_keeps_its_name_on_any_port() {
         let mut ledger = Ledger::default();
-        let first = assign_all(
-            &[mic("1-1.2", Some("SN1")), mic("1-1.3", Some("SN2"))],
-            &[],
-            &mut ledger,
-            1,
-        );
+        let first = name_set(&[mic("1-1.2", Some("SN1")), mic("1-1.3", Some("SN2"))], &mut ledger, 1);
         assert_eq!(
             names(&first),
             vec!["usb-audio-device", "usb-audio-device-2"]
         );
-        let swapped = assign_all(
-            &[mic("1-1.3", Some("SN1")), mic("1-1.2", Some("SN2"))],
-            &[],
-            &mut ledger,
-            2,
-        );
+        let swapped = name_set(&[mic("1-1.3", Some("SN1")), mic("1-1.2", Some("SN2"))], &mut ledger, 2);
         assert_eq!(
             names(&swapped),
             vec!["usb-audio-device", "usb-audio-device-2"]
@@ -389,7 +459,7 @@ mod tests {
         assert_eq!(effective_serial(&a, std::slice::from_ref(&b)), None);
         assert_eq!(effective_serial(&a, &[]), Some("DUP"));
         let mut ledger = Ledger::default();
-        let got = assign_all(&[a, b], &[], &mut ledger, 1);
+        let got = name_set(&[a, b], &mut ledger, 1);
         assert!(got.iter().all(|x| x.serial.is_none()));
         assert_eq!(
             ledger.entries.iter().filter(|e| e.serial.is_none()).count(),
@@ -434,6 +504,97 @@ mod tests {
         assert!(!empty_rule.matches(&mic("1-1", None), None));
     }
 
+    fn rule(name: &str, vp: (u16, u16)) -> NameRule {
+        NameRule {
+            name: name.into(),
+            serial: None,
+            vendor_product: Some(vp),
+            port_path: None,
+        }
+    }
+
+    #[test]
+    fn a_rule_matching_two_devices_names_one_and_reports_the_other() {
+        let rules = [rule("attic", (0x0d8c, 0x0014))];
+        let none = BTreeSet::new();
+        let (a, b) = (mic("1-1.2", None), mic("1-1.3", None));
+        // Coldplug: the lower port gets the name, the other a conflict.
+        let mut ledger = Ledger::default();
+        let got = assign_all(&[b.clone(), a.clone()], &[], &none, &rules, &mut ledger, 1);
+        assert_eq!(
+            got[0],
+            Err(Conflict {
+                name: "attic".into(),
+                holder: "the device on port 1-1.2".into()
+            })
+        );
+        assert_eq!(got[1].as_ref().unwrap().name, "attic");
+        // Hotplug: whoever holds the name keeps it.
+        let mut ledger = Ledger::default();
+        let named = [(b.clone(), "attic".to_string())];
+        let got = assign_all(std::slice::from_ref(&a), &named, &none, &rules, &mut ledger, 1);
+        assert!(
+            matches!(&got[0], Err(c) if c.holder == "the device on port 1-1.3"),
+            "{got:?}"
+        );
+        assert!(got[0].as_ref().unwrap_err().to_string().contains("serial or a port"));
+        // A configured stream holds the rule's name: the device is told so.
+        let reserved: BTreeSet<String> = ["attic".to_string()].into();
+        let got = assign_all(&[a], &[], &reserved, &rules, &mut ledger, 1);
+        assert!(matches!(&got[0], Err(c) if c.holder == "a configured stream"));
+    }
+
+    #[test]
+    fn no_two_present_devices_share_a_name_whatever_the_ledger_says() {
+        // The ledger remembers "kitchen" for this mic; a configured stream has
+        // taken that name since: the mic gets a new name, not the stream's.
+        let mut ledger = Ledger::default();
+        let a = mic("1-1.2", Some("SN1"));
+        ledger.record(
+            &a,
+            &Assignment {
+                name: "kitchen".into(),
+                reason: Reason::New,
+                serial: Some("SN1".into()),
+            },
+            1,
+        );
+        let reserved: BTreeSet<String> = ["kitchen".to_string()].into();
+        let got = assign_all(&[a], &[], &reserved, &[], &mut ledger, 2);
+        let got = got[0].as_ref().unwrap();
+        assert_eq!((got.name.as_str(), got.reason.clone()), ("usb-audio-device", Reason::New));
+    }
+
+    /// Twins sharing a serial, named at coldplug or plugged one at a time, in
+    /// any order of those, keep the same names.
+    #[test]
+    fn duplicate_serial_twins_get_the_same_names_at_coldplug_and_at_hotplug() {
+        let (a, b) = (mic("1-1.2", Some("DUP")), mic("1-1.3", Some("DUP")));
+        let none = BTreeSet::new();
+        let hotplug = |ledger: &mut Ledger, t: u64| -> Vec<String> {
+            let first = assign_all(std::slice::from_ref(&a), &[], &none, &[], ledger, t);
+            let na = first[0].clone().unwrap().name;
+            let second =
+                assign_all(std::slice::from_ref(&b), &[(a.clone(), na.clone())], &none, &[], ledger, t);
+            vec![na, second[0].clone().unwrap().name]
+        };
+        let coldplug = |ledger: &mut Ledger, t: u64| -> Vec<String> {
+            names(&name_set(&[a.clone(), b.clone()], ledger, t))
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        };
+        let want = vec!["usb-audio-device".to_string(), "usb-audio-device-2".into()];
+        let mut ledger = Ledger::default();
+        assert_eq!(coldplug(&mut ledger, 1), want);
+        assert_eq!(hotplug(&mut ledger, 2), want, "hotplug after a coldplug");
+        assert_eq!(coldplug(&mut ledger, 3), want, "coldplug after a hotplug");
+        let mut ledger = Ledger::default();
+        assert_eq!(hotplug(&mut ledger, 1), want);
+        assert_eq!(coldplug(&mut ledger, 2), want, "coldplug after a hotplug");
+        assert_eq!(hotplug(&mut ledger, 3), want);
+    }
+
     #[test]
     fn plug_order_permutations_of_three_twins_agree() {
         let ports = ["1-1.1", "1-1.2", "1-1.3"];
@@ -449,7 +610,7 @@ mod tests {
         for p in perms {
             let ids: Vec<Identity> = p.iter().map(|i| mic(ports[*i], None)).collect();
             let mut ledger = Ledger::default();
-            let got = assign_all(&ids, &[], &mut ledger, 1);
+            let got = name_set(&ids, &mut ledger, 1);
             let mut by_port: Vec<(String, String)> = ids
                 .iter()
                 .zip(&got)

@@ -43,10 +43,13 @@ pub fn devices(cards: &[Card], config: &Config, ledger: &Ledger) -> String {
     if cards.is_empty() {
         out.push_str("no sound cards\n");
     }
+    // The same naming path as coldplug: every card at once, beside the
+    // configured streams' names.
     let mut ledger = ledger.clone();
-    let mut in_use: BTreeSet<String> = config.streams.iter().map(|s| s.name.clone()).collect();
-    let all: Vec<Identity> = cards.iter().filter_map(|c| c.identity.clone()).collect();
-    for card in cards {
+    let reserved: BTreeSet<String> = config.streams.iter().map(|s| s.name.clone()).collect();
+    let owned: Vec<Card> = cards.iter().map(|c| (*c).clone()).collect();
+    let decisions = discover::decide_set(&owned, &[], &reserved, &config.devices, &mut ledger, 0);
+    for (card, decision) in cards.iter().zip(decisions) {
         let _ = write!(out, "card {} [{}]: ", card.index, card.card_id);
         match &card.identity {
             Some(id) => out.push_str(&describe_identity(id)),
@@ -70,12 +73,7 @@ pub fn devices(cards: &[Card], config: &Config, ledger: &Ledger) -> String {
                 alt.altset
             );
         }
-        let others: Vec<Identity> = all
-            .iter()
-            .filter(|i| Some(*i) != card.identity.as_ref())
-            .cloned()
-            .collect();
-        match discover::decide(card, &config.devices, &others, &in_use, &ledger) {
+        match decision {
             Decision::Ignore { reason } => {
                 let _ = writeln!(out, "  ignored: {reason}");
             }
@@ -85,11 +83,14 @@ pub fn devices(cards: &[Card], config: &Config, ledger: &Ledger) -> String {
                 let _ = writeln!(out, "  name: {} ({:?})", assignment.name, assignment.reason);
                 let _ = writeln!(out, "  not streamed: {reason}");
             }
+            Decision::Conflict { reason, .. } => {
+                let _ = writeln!(out, "  not streamed: {reason}");
+            }
             Decision::Stream {
                 assignment,
-                identity,
                 plan,
                 spec,
+                ..
             } => {
                 let _ = writeln!(out, "  name: {} ({:?})", assignment.name, assignment.reason);
                 if let Some(p) = plan {
@@ -113,8 +114,6 @@ pub fn devices(cards: &[Card], config: &Config, ledger: &Ledger) -> String {
                     "  url: rtsp://<host>:{}/{}",
                     config.rtsp.port, spec.name
                 );
-                ledger.record(&identity, &assignment, 0);
-                in_use.insert(assignment.name);
             }
         }
     }

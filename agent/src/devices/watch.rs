@@ -8,11 +8,11 @@
 //! from the sysfs/procfs roots, after waiting (bounded) for its capture PCM:
 //! the kernel announces the card before its PCM nodes exist.
 
-use std::io::BufRead;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 use super::scan::{self, Card, Roots, ScanError};
 
@@ -111,79 +111,112 @@ pub fn parse_injected(line: &str) -> Option<(String, u32)> {
     Some((action, index))
 }
 
-fn handle(action: &str, index: u32, roots: &Roots, tx: &UnboundedSender<DeviceEvent>) -> bool {
-    let ev = match action {
+/// The event for an action on card `index` (`None`: nothing to report).
+fn event_for(action: &str, index: u32, roots: &Roots) -> Option<DeviceEvent> {
+    match action {
         "add" => match read_when_ready(roots, index) {
-            Some(card) => DeviceEvent::Added(Box::new(card)),
+            Some(card) => Some(DeviceEvent::Added(Box::new(card))),
             None => {
                 tracing::info!(card = index, "card went away before it could be read");
-                return true;
+                None
             }
         },
-        "remove" => DeviceEvent::Removed { index },
+        "remove" => Some(DeviceEvent::Removed { index }),
         // A renamed card (e.g. our own pinning) changes nothing we stream.
-        _ => return true,
+        _ => None,
+    }
+}
+
+/// How often the injected reader looks for new lines and for its receiver gone.
+const INJECTED_POLL: Duration = Duration::from_millis(20);
+
+/// The injected-event reader's loop: non-blocking reads of the FIFO, so the
+/// thread ends within [`INJECTED_POLL`] of its receiver going away (a blocking
+/// open or read of a FIFO would wait forever for a writer).
+fn read_injected(path: &std::path::Path, roots: &Roots, tx: &Sender<DeviceEvent>) {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NONBLOCK: i32 = 0o4000;
+    let mut file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot open the event file");
+            return;
+        }
     };
-    tx.send(ev).is_ok()
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !tx.is_closed() {
+        match file.read(&mut buf) {
+            // No data (or no writer yet, or the writer left): look again soon.
+            Ok(0) => std::thread::sleep(INJECTED_POLL),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(INJECTED_POLL);
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read the event file");
+                return;
+            }
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            match parse_injected(&line) {
+                Some((action, index)) => {
+                    let ev = event_for(&action, index, roots);
+                    // Its own thread: it may wait for room in the queue.
+                    if ev.is_some_and(|ev| tx.blocking_send(ev).is_err()) {
+                        return;
+                    }
+                }
+                None if line.trim().is_empty() => {}
+                None => tracing::warn!(line = %line.trim_end(), "unreadable injected event"),
+            }
+        }
+    }
 }
 
 /// Starts the injected-event reader ("hark-uevents" thread) on `path`.
-pub fn spawn_injected(
-    path: PathBuf,
-    roots: Roots,
-    tx: UnboundedSender<DeviceEvent>,
-) -> std::io::Result<Ended> {
+pub fn spawn_injected(path: PathBuf, roots: Roots, tx: Sender<DeviceEvent>) -> std::io::Result<Watcher> {
     let (alive, ended) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("hark-uevents".into())
         .spawn(move || {
             let _alive = alive;
-            loop {
-                // A FIFO: open blocks until a writer comes; EOF when it leaves.
-                let file = match std::fs::File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        tracing::error!(path = %path.display(), error = %e, "cannot open the event file");
-                        return;
-                    }
-                };
-                for line in std::io::BufReader::new(file).lines() {
-                    let Ok(line) = line else { break };
-                    match parse_injected(&line) {
-                        Some((action, index)) => {
-                            if !handle(&action, index, &roots, &tx) {
-                                return;
-                            }
-                        }
-                        None if line.trim().is_empty() => {}
-                        None => tracing::warn!(line = %line, "unreadable injected event"),
-                    }
-                }
-                if tx.is_closed() {
-                    return;
-                }
-            }
+            read_injected(&path, &roots, &tx);
         })?;
-    Ok(ended)
+    Ok(Watcher { ended, thread })
 }
 
 /// Resolves (with an error) when a watcher thread has ended, for whatever
 /// reason, panics included: the daemon must not go on without hotplug.
 pub type Ended = tokio::sync::oneshot::Receiver<()>;
 
+/// A running watcher thread: `ended` resolves when it ends; the daemon joins
+/// `thread` at shutdown (it ends once the receiver of its events is gone).
+pub struct Watcher {
+    pub ended: Ended,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
 /// Starts the udev monitor on its own thread ("hark-udev"): libudev's monitor is
 /// not thread-safe, so it lives and dies on one thread with a small event loop.
-pub fn spawn_udev(roots: Roots, tx: UnboundedSender<DeviceEvent>) -> std::io::Result<Ended> {
+pub fn spawn_udev(roots: Roots, tx: Sender<DeviceEvent>) -> std::io::Result<Watcher> {
     spawn_udev_every(roots, tx, RESYNC)
 }
 
 fn spawn_udev_every(
     roots: Roots,
-    tx: UnboundedSender<DeviceEvent>,
+    tx: Sender<DeviceEvent>,
     resync: Duration,
-) -> std::io::Result<Ended> {
+) -> std::io::Result<Watcher> {
     let (alive, ended) = tokio::sync::oneshot::channel::<()>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("hark-udev".into())
         .spawn(move || {
             // Dropped when this thread ends, by return or by panic.
@@ -202,7 +235,7 @@ fn spawn_udev_every(
                 tracing::error!(error = %e, "udev monitor failed");
             }
         })?;
-    Ok(ended)
+    Ok(Watcher { ended, thread })
 }
 
 /// How often the cards present are compared with what events said, to repair
@@ -212,10 +245,56 @@ const RESYNC: Duration = Duration::from_secs(30);
 /// libudev's monitor socket buffer: large, so bursts (a hub with four mics) fit.
 const RECEIVE_BUFFER: i32 = 4 << 20;
 
+/// What tells one card on an index from another: the device's identity (or,
+/// for cards that are not USB, their title), not the index, which the kernel
+/// hands to the next card that comes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Print {
+    identity: Option<super::identity::Identity>,
+    title: Option<String>,
+}
+
+impl Print {
+    pub fn of(card: &Card) -> Print {
+        Print {
+            identity: card.identity.clone(),
+            title: card.title.clone(),
+        }
+    }
+}
+
+/// The cards present now, with their prints.
+fn present(roots: &Roots) -> BTreeMap<u32, Print> {
+    scan::list_cards(roots)
+        .into_iter()
+        .filter_map(|i| scan::read_card(roots, i).ok().map(|c| (i, Print::of(&c))))
+        .collect()
+}
+
+/// What to announce so that what we were told matches what is there: removes
+/// for cards gone, adds for new ones, and both for an index that now holds
+/// another device (a mic that left and a different one that took its index,
+/// both while events were lost).
+pub fn resync_fixes(known: &BTreeMap<u32, Print>, now: &BTreeMap<u32, Print>) -> Vec<(String, u32)> {
+    let mut fixes = Vec::new();
+    for (index, print) in known {
+        match now.get(index) {
+            Some(p) if p == print => {}
+            _ => fixes.push(("remove".to_string(), *index)),
+        }
+    }
+    for (index, print) in now {
+        if known.get(index) != Some(print) {
+            fixes.push(("add".to_string(), *index));
+        }
+    }
+    fixes
+}
+
 /// Watches udev for sound cards coming and going, until `tx` closes.
 async fn watch_udev(
     roots: Roots,
-    tx: UnboundedSender<DeviceEvent>,
+    tx: Sender<DeviceEvent>,
     resync_every: Duration,
 ) -> std::io::Result<()> {
     let socket = udev::MonitorBuilder::new()?
@@ -223,7 +302,7 @@ async fn watch_udev(
         .listen()?;
     enlarge_buffer(&socket);
     let fd = register(socket)?;
-    let mut known: std::collections::BTreeSet<u32> = scan::list_cards(&roots).into_iter().collect();
+    let mut known = present(&roots);
     let mut resync = tokio::time::interval(resync_every);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync.tick().await;
@@ -233,10 +312,7 @@ async fn watch_udev(
             _ = tx.closed() => return Ok(()),
             // Repair lost events: whatever differs from what we were told.
             _ = resync.tick() => {
-                let now: std::collections::BTreeSet<u32> = scan::list_cards(&roots).into_iter().collect();
-                let mut fixes: Vec<(String, u32)> =
-                    known.difference(&now).map(|i| ("remove".to_string(), *i)).collect();
-                fixes.extend(now.difference(&known).map(|i| ("add".to_string(), *i)));
+                let fixes = resync_fixes(&known, &present(&roots));
                 if !fixes.is_empty() {
                     tracing::warn!(fixes = fixes.len(), "device events were lost; resynchronised from sysfs");
                 }
@@ -259,14 +335,24 @@ async fn watch_udev(
             }
         };
         for (action, index) in events {
-            match action.as_str() {
-                "add" => known.insert(index),
-                "remove" => known.remove(&index),
-                _ => false,
-            };
             // This runs on its own thread (see `spawn_udev`), so waiting here for
             // the PCM nodes blocks nothing else.
-            if !handle(&action, index, &roots, &tx) {
+            let ev = event_for(&action, index, &roots);
+            match &ev {
+                Some(DeviceEvent::Added(card)) => {
+                    known.insert(index, Print::of(card));
+                }
+                Some(DeviceEvent::Removed { .. }) => {
+                    known.remove(&index);
+                }
+                None if action == "add" => {
+                    known.remove(&index);
+                }
+                None => {}
+            }
+            if let Some(ev) = ev
+                && tx.send(ev).await.is_err()
+            {
                 return Ok(());
             }
         }
@@ -346,7 +432,7 @@ mod tests {
     /// The next event, or a panic after `limit`: a regression fails the test
     /// instead of hanging `make test`.
     fn recv_within(
-        rx: &mut tokio::sync::mpsc::UnboundedReceiver<DeviceEvent>,
+        rx: &mut tokio::sync::mpsc::Receiver<DeviceEvent>,
         limit: Duration,
     ) -> DeviceEvent {
         let deadline = std::time::Instant::now() + limit;
@@ -369,9 +455,10 @@ mod tests {
     fn lost_events_are_repaired_by_resync() {
         let dir = tempfile::tempdir().unwrap();
         let roots = Roots::tree(dir.path().join("sys"), dir.path().join("proc"));
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         // The same thread and event loop harkd runs, only a faster resync.
-        let mut ended = spawn_udev_every(roots.clone(), tx, Duration::from_millis(100)).unwrap();
+        let Watcher { mut ended, thread } =
+            spawn_udev_every(roots.clone(), tx, Duration::from_millis(100)).unwrap();
         std::thread::sleep(Duration::from_millis(150));
         fixture::usb_card(dir.path(), &mic(4));
         let ev = recv_within(&mut rx, Duration::from_secs(10));
@@ -383,6 +470,31 @@ mod tests {
         assert_eq!(
             recv_within(&mut rx, Duration::from_secs(10)),
             DeviceEvent::Removed { index: 4 }
+        );
+        fixture::usb_card(dir.path(), &mic(4));
+        assert!(matches!(
+            recv_within(&mut rx, Duration::from_secs(10)),
+            DeviceEvent::Added(_)
+        ));
+        // A different mic takes index 4 between two looks: the old one is
+        // removed and the new one added, though the set of indices is the same.
+        fixture::remove_card(dir.path(), 4);
+        fixture::usb_card(
+            dir.path(),
+            &fixture::UsbCard {
+                port: "1-4",
+                product: Some(b"Other"),
+                ..mic(4)
+            },
+        );
+        assert_eq!(
+            recv_within(&mut rx, Duration::from_secs(10)),
+            DeviceEvent::Removed { index: 4 }
+        );
+        let ev = recv_within(&mut rx, Duration::from_secs(10));
+        assert!(
+            matches!(ev, DeviceEvent::Added(ref c) if c.identity.as_ref().unwrap().port_path == "1-4"),
+            "{ev:?}"
         );
         assert!(
             ended
@@ -399,6 +511,60 @@ mod tests {
             assert!(t.elapsed() < Duration::from_secs(5), "watcher did not end");
             std::thread::sleep(Duration::from_millis(20));
         }
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn resync_compares_devices_not_indices() {
+        let print = |port: &str| Print {
+            identity: Some(crate::devices::identity::Identity {
+                vendor_id: 1,
+                product_id: 2,
+                serial: None,
+                manufacturer: None,
+                product: None,
+                port_path: port.into(),
+                id_path: None,
+            }),
+            title: None,
+        };
+        let known: BTreeMap<u32, Print> = [(1, print("1-1")), (2, print("1-2"))].into();
+        assert!(resync_fixes(&known, &known.clone()).is_empty());
+        let now: BTreeMap<u32, Print> = [(1, print("1-1")), (2, print("1-4")), (3, print("1-3"))].into();
+        assert_eq!(
+            resync_fixes(&known, &now),
+            vec![
+                ("remove".to_string(), 2),
+                ("add".to_string(), 2),
+                ("add".to_string(), 3)
+            ]
+        );
+    }
+
+    /// The injected reader ends once nobody listens, even with no writer on
+    /// its FIFO (a blocking open would wait for one forever).
+    #[test]
+    fn the_injected_reader_ends_without_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("uevents");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let roots = Roots::tree(dir.path().join("sys"), dir.path().join("proc"));
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let w = spawn_injected(fifo, roots, tx).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(rx);
+        let t = Instant::now();
+        while !w.thread.is_finished() {
+            assert!(t.elapsed() < Duration::from_secs(5), "reader did not end");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        w.thread.join().unwrap();
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod fanout;
 pub mod pipeline;
+pub mod reports;
 mod server;
 
 use std::collections::HashMap;
@@ -18,11 +19,12 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::glib;
 use gstreamer::prelude::*;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::{Receiver, Sender, channel};
 use tokio::sync::oneshot;
 
 use crate::config::{RtspConfig, StreamSpec};
 use fanout::Fanout;
+pub use reports::{Inbox, Reports};
 pub use server::ServerError;
 
 /// What the media side reports to the supervisor. Every pipeline event carries the
@@ -89,10 +91,13 @@ pub enum MediaError {
     ThreadDied,
 }
 
+/// Commands queued for the media thread before further ones are dropped.
+pub const COMMAND_QUEUE: usize = 1024;
+
 /// A cloneable handle to the media thread. Commands are queued; none blocks.
 #[derive(Clone)]
 pub struct MediaHandle {
-    tx: UnboundedSender<Command>,
+    tx: Sender<Command>,
     /// The RTSP port actually bound.
     pub port: u16,
 }
@@ -101,7 +106,14 @@ impl MediaHandle {
     fn send(&self, cmd: Command) {
         // A closed channel means the media thread is gone; the supervisor sees that
         // through `closed()` and ends the daemon, so the command can be dropped.
-        let _ = self.tx.send(cmd);
+        // A full one means the thread stopped draining commands: the command is
+        // dropped and so is the watchdog's probe, so systemd restarts the agent.
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = self.tx.try_send(cmd) {
+            tracing::error!(
+                queue = COMMAND_QUEUE,
+                "the media thread does not take commands; dropping one"
+            );
+        }
     }
 
     /// Adds the RTSP mount for a stream (clients get 503 until audio flows).
@@ -161,10 +173,10 @@ impl MediaHandle {
 pub fn spawn(
     rtsp: &RtspConfig,
     level_interval: Duration,
-    events: UnboundedSender<MediaEvent>,
+    events: Reports,
 ) -> Result<(MediaHandle, std::thread::JoinHandle<()>), MediaError> {
     gst::init()?;
-    let (tx, rx) = unbounded_channel();
+    let (tx, rx) = channel(COMMAND_QUEUE);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<u16, ServerError>>();
     let rtsp = rtsp.clone();
     let cmd_tx = tx.clone();
@@ -229,12 +241,12 @@ struct State {
     /// from `streams` so that a stream removed and added again (a mic unplugged and
     /// plugged back) still waits for its old pipeline to let go of the device.
     reaping: HashMap<String, usize>,
-    events: UnboundedSender<MediaEvent>,
-    cmd_tx: UnboundedSender<Command>,
+    events: Reports,
+    cmd_tx: Sender<Command>,
     level_interval_ns: u64,
 }
 
-async fn command_loop(mut state: State, mut rx: UnboundedReceiver<Command>) {
+async fn command_loop(mut state: State, mut rx: Receiver<Command>) {
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Command::Mount(spec) => state.mount(spec),
@@ -313,7 +325,7 @@ impl State {
         ) {
             Ok(r) => m.running = Some(r),
             Err(reason) => {
-                let _ = self.events.send(MediaEvent::Failed {
+                self.events.send(MediaEvent::Failed {
                     stream: m.spec.name.clone(),
                     generation,
                     reason,
@@ -423,7 +435,7 @@ fn launch(
     spec: &StreamSpec,
     generation: u64,
     fanout: Arc<Fanout>,
-    events: &UnboundedSender<MediaEvent>,
+    events: &Reports,
     level_interval_ns: u64,
 ) -> Result<Running, String> {
     let capture = pipeline::build(spec, level_interval_ns).map_err(|e| e.to_string())?;
@@ -505,7 +517,7 @@ fn on_bus_message(
     stream: &str,
     generation: u64,
     msg: &gst::Message,
-    events: &UnboundedSender<MediaEvent>,
+    events: &Reports,
     warnings: &mut WarningLimiter,
     fanout: &Fanout,
 ) {
@@ -517,7 +529,7 @@ fn on_bus_message(
                 return;
             }
             if let (Some(peak), Some(rms)) = (loudest(s, "peak"), loudest(s, "rms")) {
-                let _ = events.send(MediaEvent::Level {
+                events.send(MediaEvent::Level {
                     stream: stream.to_string(),
                     generation,
                     peak_dbfs: peak,
@@ -528,14 +540,14 @@ fn on_bus_message(
         }
         MessageView::Error(e) => {
             tracing::debug!(stream, generation, debug = ?e.debug(), "pipeline error details");
-            let _ = events.send(MediaEvent::Failed {
+            events.send(MediaEvent::Failed {
                 stream: stream.to_string(),
                 generation,
                 reason: describe_error(e),
             });
         }
         MessageView::Eos(_) => {
-            let _ = events.send(MediaEvent::Failed {
+            events.send(MediaEvent::Failed {
                 stream: stream.to_string(),
                 generation,
                 reason: "the source ended".into(),
@@ -571,7 +583,7 @@ fn loudest(s: &gst::StructureRef, field: &str) -> Option<f64> {
 }
 
 /// Stops a pipeline on its own thread and reports back when it is done.
-fn reap(stream: String, run: Running, cmd_tx: UnboundedSender<Command>) {
+fn reap(stream: String, run: Running, cmd_tx: Sender<Command>) {
     let generation = run.generation;
     let spawned = std::thread::Builder::new()
         .name("hark-reap".into())
@@ -586,12 +598,13 @@ fn reap(stream: String, run: Running, cmd_tx: UnboundedSender<Command>) {
                 if took > Duration::from_secs(1) {
                     tracing::warn!(stream = %stream, generation, took_ms = took.as_millis() as u64, "pipeline was slow to stop");
                 }
-                let _ = cmd_tx.send(Command::Reaped { stream, generation });
+                // A reaper is its own thread: it may wait for room.
+                let _ = cmd_tx.blocking_send(Command::Reaped { stream, generation });
             }
         });
     if let Err(e) = spawned {
         tracing::error!(stream = %stream, error = %e, "cannot start a reaper thread; the pipeline is leaked");
-        let _ = cmd_tx.send(Command::Reaped { stream, generation });
+        let _ = cmd_tx.try_send(Command::Reaped { stream, generation });
     }
 }
 

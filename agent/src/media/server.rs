@@ -177,7 +177,7 @@ impl Server {
         name: &str,
         codec: Codec,
         fanout: Arc<Fanout>,
-        events: &tokio::sync::mpsc::UnboundedSender<MediaEvent>,
+        events: &super::Reports,
     ) {
         let factory = rtsp::RTSPMediaFactory::new();
         factory.set_launch(&pipeline::media_description(codec));
@@ -211,7 +211,7 @@ impl Server {
             };
             let id = media.as_ptr() as usize;
             let clients = fan.attach(id, &appsrc);
-            let _ = events.send(MediaEvent::Clients {
+            events.send(MediaEvent::Clients {
                 stream: stream.clone(),
                 count: clients,
             });
@@ -220,7 +220,7 @@ impl Server {
             let stream = stream.clone();
             media.connect_unprepared(move |_media| {
                 let clients = fan.detach(id);
-                let _ = events.send(MediaEvent::Clients {
+                events.send(MediaEvent::Clients {
                     stream: stream.clone(),
                     count: clients,
                 });

@@ -1,0 +1,334 @@
+//! The agent's state as the outside world sees it: one immutable [`Snapshot`],
+//! built by the supervisor after every change and read by every view (D-Bus,
+//! HTTP, metrics, systemd's STATUS=, the deadman).
+//!
+//! A leaf: it imports nothing of the agent but the deadman's status type, so the
+//! views and the supervisor can all depend on it without depending on each
+//! other. States are enums; their `as_str` spellings are part of the HTTP and
+//! D-Bus APIs (keep them stable).
+
+use serde::Serialize;
+
+pub use crate::deadman::DeadmanStatus;
+
+/// Where a stream's capture stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamState {
+    /// A pipeline was started; no audio has arrived yet.
+    #[default]
+    Starting,
+    /// Audio is flowing.
+    Running,
+    /// Audio stopped flowing; a restart is scheduled.
+    Stalled,
+    /// The pipeline failed; a restart is scheduled.
+    Failed,
+}
+
+impl StreamState {
+    pub const ALL: [StreamState; 4] = [
+        StreamState::Starting,
+        StreamState::Running,
+        StreamState::Stalled,
+        StreamState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamState::Starting => "starting",
+            StreamState::Running => "running",
+            StreamState::Stalled => "stalled",
+            StreamState::Failed => "failed",
+        }
+    }
+}
+
+/// What a stream captures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// The built-in test tone.
+    #[default]
+    Tone,
+    /// A capture device named in the config.
+    Alsa,
+    /// A discovered microphone.
+    Device,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Tone => "tone",
+            SourceKind::Alsa => "alsa",
+            SourceKind::Device => "device",
+        }
+    }
+}
+
+/// What became of a sound card the agent has seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceState {
+    /// Named and streamed at its own URL.
+    Streaming,
+    /// Its card id is being pinned; the stream starts next.
+    Pinning,
+    /// Not a microphone hark streams (the reason says why).
+    Ignored,
+    /// Named, but no capture plan fits what it can do.
+    Unplayable,
+    /// A `[[device]]` rule gives it a name another device present already has.
+    Conflict,
+}
+
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Streaming => "streaming",
+            DeviceState::Pinning => "pinning",
+            DeviceState::Ignored => "ignored",
+            DeviceState::Unplayable => "unplayable",
+            DeviceState::Conflict => "conflict",
+        }
+    }
+}
+
+/// One stream as the outside world sees it (field names are part of the HTTP
+/// API: keep them stable).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StreamStatus {
+    pub name: String,
+    pub state: StreamState,
+    pub codec: &'static str,
+    pub sample_rate: u32,
+    pub channels: u32,
+    pub clients: usize,
+    /// Encoded bytes sent to clients (RTP payload before packetisation).
+    pub bytes_sent: u64,
+    pub peak_dbfs: Option<f64>,
+    pub rms_dbfs: Option<f64>,
+    pub silent: bool,
+    pub restarts: u64,
+    pub stalls: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+    /// The sound card it captures, for streams that follow a device.
+    pub card: Option<u32>,
+    pub source: SourceKind,
+}
+
+impl StreamStatus {
+    /// Does it capture from a sound device (as opposed to the built-in tone)?
+    pub fn captures(&self) -> bool {
+        self.source != SourceKind::Tone
+    }
+
+    pub fn running(&self) -> bool {
+        self.state == StreamState::Running
+    }
+}
+
+/// One sound card the agent has seen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceStatus {
+    pub card: u32,
+    pub status: DeviceState,
+    pub name: Option<String>,
+    pub reason: Option<String>,
+    pub vendor_product: Option<String>,
+    pub serial: Option<String>,
+    pub manufacturer: Option<String>,
+    pub product: Option<String>,
+    pub port: Option<String>,
+    /// The ALSA card id (pinned to the name when that succeeded).
+    pub card_id: String,
+    /// Capture capabilities: sample formats, rates, most channels.
+    pub formats: Vec<String>,
+    pub rates: Vec<u32>,
+    pub channels: u32,
+}
+
+/// What the last reload did (the log, STATUS= and D-Bus Reload say the same).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    /// Streams added, removed and restarted with new settings.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// Changed keys that take effect only when harkd restarts.
+    pub needs_restart: Vec<String>,
+    /// Why the new configuration was refused (nothing was applied).
+    pub refused: Option<String>,
+}
+
+impl ReloadReport {
+    /// One line: "2 added, 1 changed; needs a restart for rtsp.port".
+    pub fn summary(&self) -> String {
+        if let Some(why) = &self.refused {
+            return format!("reload refused: {why}");
+        }
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (self.added.len(), "added"),
+            (self.removed.len(), "removed"),
+            (self.changed.len(), "changed"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        let mut line = if parts.is_empty() {
+            "no stream changed".to_string()
+        } else {
+            format!("streams {}", parts.join(", "))
+        };
+        if !self.needs_restart.is_empty() {
+            line.push_str(&format!(
+                "; restart harkd to apply {}",
+                self.needs_restart.join(", ")
+            ));
+        }
+        line
+    }
+}
+
+/// An immutable picture of the agent, published after every change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub streams: Vec<StreamStatus>,
+    pub devices: Vec<DeviceStatus>,
+    pub deadman: DeadmanStatus,
+    /// Keys of the running configuration that changed on disk and wait for a
+    /// restart (empty when the running configuration is the file's).
+    pub pending_restart: Vec<String>,
+}
+
+impl Snapshot {
+    /// One line for logs and systemd's STATUS=: "2 streams running, 1 silent".
+    pub fn summary(&self) -> String {
+        let total = self.streams.len();
+        let running = self.streams.iter().filter(|s| s.running()).count();
+        let silent = self.streams.iter().filter(|s| s.silent).count();
+        let down = total - running;
+        let mut parts = vec![format!(
+            "{running} stream{} running",
+            if running == 1 { "" } else { "s" }
+        )];
+        if silent > 0 {
+            parts.push(format!("{silent} silent"));
+        }
+        if down > 0 {
+            parts.push(format!("{down} not running"));
+        }
+        let conflicts = self
+            .devices
+            .iter()
+            .filter(|d| d.status == DeviceState::Conflict)
+            .count();
+        if conflicts > 0 {
+            parts.push(format!("{conflicts} device name conflict"));
+        }
+        parts.join(", ")
+    }
+
+    /// `summary` plus what an operator must act on: the deadman when it has
+    /// something to say, and keys waiting for a restart. systemd's STATUS=.
+    pub fn status_line(&self) -> String {
+        let d = &self.deadman;
+        let mut line = match d.state {
+            "refusing" | "locked" | "error" if d.enabled => format!(
+                "{}; deadman {}: {}",
+                self.summary(),
+                d.state,
+                d.detail.as_deref().unwrap_or("")
+            ),
+            _ => self.summary(),
+        };
+        if !self.pending_restart.is_empty() {
+            line.push_str(&format!(
+                "; restart to apply {}",
+                self.pending_restart.join(", ")
+            ));
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, state: StreamState, silent: bool) -> StreamStatus {
+        StreamStatus {
+            name: name.into(),
+            state,
+            silent,
+            ..StreamStatus::default()
+        }
+    }
+
+    #[test]
+    fn summary_lines() {
+        let cases = [
+            (vec![], "0 streams running"),
+            (
+                vec![status("a", StreamState::Running, false)],
+                "1 stream running",
+            ),
+            (
+                vec![
+                    status("a", StreamState::Running, false),
+                    status("b", StreamState::Running, true),
+                    status("c", StreamState::Stalled, false),
+                ],
+                "2 streams running, 1 silent, 1 not running",
+            ),
+        ];
+        for (streams, want) in cases {
+            let snap = Snapshot {
+                streams,
+                ..Snapshot::default()
+            };
+            assert_eq!(snap.summary(), want);
+        }
+        let snap = Snapshot {
+            pending_restart: vec!["rtsp.port".into()],
+            ..Snapshot::default()
+        };
+        assert_eq!(
+            snap.status_line(),
+            "0 streams running; restart to apply rtsp.port"
+        );
+    }
+
+    #[test]
+    fn spellings_are_the_api() {
+        let json = serde_json::to_string(&StreamState::ALL).unwrap();
+        assert_eq!(json, r#"["starting","running","stalled","failed"]"#);
+        for s in StreamState::ALL {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+        }
+        assert_eq!(
+            serde_json::to_string(&DeviceState::Conflict).unwrap(),
+            "\"conflict\""
+        );
+        assert_eq!(serde_json::to_string(&SourceKind::Alsa).unwrap(), "\"alsa\"");
+    }
+
+    #[test]
+    fn reload_summaries() {
+        let r = ReloadReport {
+            added: vec!["a".into()],
+            changed: vec!["b".into(), "c".into()],
+            needs_restart: vec!["rtsp.port".into()],
+            ..ReloadReport::default()
+        };
+        assert_eq!(
+            r.summary(),
+            "streams 1 added, 2 changed; restart harkd to apply rtsp.port"
+        );
+        assert_eq!(ReloadReport::default().summary(), "no stream changed");
+    }
+}
