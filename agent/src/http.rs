@@ -240,9 +240,7 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
     )?;
     for s in &snap.streams {
         let l = [s.name.as_str()];
-        running
-            .with_label_values(&l)
-            .set(i64::from(s.running()));
+        running.with_label_values(&l).set(i64::from(s.running()));
         for st in StreamState::ALL {
             state
                 .with_label_values(&[s.name.as_str(), st.as_str()])

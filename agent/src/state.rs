@@ -308,13 +308,19 @@ mod tests {
         let json = serde_json::to_string(&StreamState::ALL).unwrap();
         assert_eq!(json, r#"["starting","running","stalled","failed"]"#);
         for s in StreamState::ALL {
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
         assert_eq!(
             serde_json::to_string(&DeviceState::Conflict).unwrap(),
             "\"conflict\""
         );
-        assert_eq!(serde_json::to_string(&SourceKind::Alsa).unwrap(), "\"alsa\"");
+        assert_eq!(
+            serde_json::to_string(&SourceKind::Alsa).unwrap(),
+            "\"alsa\""
+        );
     }
 
     #[test]

@@ -216,8 +216,15 @@ mod tests {
         ledger: &Ledger,
     ) -> Decision {
         let mut ledger = ledger.clone();
-        decide_set(std::slice::from_ref(card), named, reserved, cfg, &mut ledger, 0)
-            .remove(0)
+        decide_set(
+            std::slice::from_ref(card),
+            named,
+            reserved,
+            cfg,
+            &mut ledger,
+            0,
+        )
+        .remove(0)
     }
 
     fn settings() -> DeviceSettings {

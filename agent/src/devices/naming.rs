@@ -164,12 +164,9 @@ pub fn assign(
         }
         // Named on this port while a twin shared its serial (so by port then):
         // the same device, now alone with its serial.
-        if let Some(e) = ledger
-            .entries
-            .iter()
-            .filter(same_model)
-            .find(|e| e.serial.is_none() && e.port_path == id.port_path && !in_use.contains(&e.name))
-        {
+        if let Some(e) = ledger.entries.iter().filter(same_model).find(|e| {
+            e.serial.is_none() && e.port_path == id.port_path && !in_use.contains(&e.name)
+        }) {
             return done(&e.name, Reason::Port);
         }
     } else {
@@ -184,9 +181,11 @@ pub fn assign(
         }
         // Its serial is shared by a twin present now, so it identifies neither;
         // but the entry named by that serial on this very port is this device.
-        if let Some(e) = ledger.entries.iter().filter(same_model).find(|e| {
-            e.serial.is_some() && e.serial == id.serial && e.port_path == id.port_path
-        }) {
+        if let Some(e) =
+            ledger.entries.iter().filter(same_model).find(|e| {
+                e.serial.is_some() && e.serial == id.serial && e.port_path == id.port_path
+            })
+        {
             return done(&e.name, Reason::Port);
         }
         let free: Vec<&&LedgerEntry> = serialless
@@ -313,7 +312,11 @@ pub fn assign_all(
             taken.extend(in_use);
             taken.extend(rules.iter().map(|r| r.name.clone()));
             a.name = unique(
-                &auto_name(new[i].product.as_deref(), new[i].vendor_id, new[i].product_id),
+                &auto_name(
+                    new[i].product.as_deref(),
+                    new[i].vendor_id,
+                    new[i].product_id,
+                ),
                 &taken,
             );
             a.reason = Reason::New;
@@ -439,12 +442,20 @@ mod tests {
     #[test]
     fn a_serial_keeps_its_name_on_any_port() {
         let mut ledger = Ledger::default();
-        let first = name_set(&[mic("1-1.2", Some("SN1")), mic("1-1.3", Some("SN2"))], &mut ledger, 1);
+        let first = name_set(
+            &[mic("1-1.2", Some("SN1")), mic("1-1.3", Some("SN2"))],
+            &mut ledger,
+            1,
+        );
         assert_eq!(
             names(&first),
             vec!["usb-audio-device", "usb-audio-device-2"]
         );
-        let swapped = name_set(&[mic("1-1.3", Some("SN1")), mic("1-1.2", Some("SN2"))], &mut ledger, 2);
+        let swapped = name_set(
+            &[mic("1-1.3", Some("SN1")), mic("1-1.2", Some("SN2"))],
+            &mut ledger,
+            2,
+        );
         assert_eq!(
             names(&swapped),
             vec!["usb-audio-device", "usb-audio-device-2"]
@@ -532,12 +543,25 @@ mod tests {
         // Hotplug: whoever holds the name keeps it.
         let mut ledger = Ledger::default();
         let named = [(b.clone(), "attic".to_string())];
-        let got = assign_all(std::slice::from_ref(&a), &named, &none, &rules, &mut ledger, 1);
+        let got = assign_all(
+            std::slice::from_ref(&a),
+            &named,
+            &none,
+            &rules,
+            &mut ledger,
+            1,
+        );
         assert!(
             matches!(&got[0], Err(c) if c.holder == "the device on port 1-1.3"),
             "{got:?}"
         );
-        assert!(got[0].as_ref().unwrap_err().to_string().contains("serial or a port"));
+        assert!(
+            got[0]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("serial or a port")
+        );
         // A configured stream holds the rule's name: the device is told so.
         let reserved: BTreeSet<String> = ["attic".to_string()].into();
         let got = assign_all(&[a], &[], &reserved, &rules, &mut ledger, 1);
@@ -562,7 +586,10 @@ mod tests {
         let reserved: BTreeSet<String> = ["kitchen".to_string()].into();
         let got = assign_all(&[a], &[], &reserved, &[], &mut ledger, 2);
         let got = got[0].as_ref().unwrap();
-        assert_eq!((got.name.as_str(), got.reason.clone()), ("usb-audio-device", Reason::New));
+        assert_eq!(
+            (got.name.as_str(), got.reason.clone()),
+            ("usb-audio-device", Reason::New)
+        );
     }
 
     /// Twins sharing a serial, named at coldplug or plugged one at a time, in
@@ -574,8 +601,14 @@ mod tests {
         let hotplug = |ledger: &mut Ledger, t: u64| -> Vec<String> {
             let first = assign_all(std::slice::from_ref(&a), &[], &none, &[], ledger, t);
             let na = first[0].clone().unwrap().name;
-            let second =
-                assign_all(std::slice::from_ref(&b), &[(a.clone(), na.clone())], &none, &[], ledger, t);
+            let second = assign_all(
+                std::slice::from_ref(&b),
+                &[(a.clone(), na.clone())],
+                &none,
+                &[],
+                ledger,
+                t,
+            );
             vec![na, second[0].clone().unwrap().name]
         };
         let coldplug = |ledger: &mut Ledger, t: u64| -> Vec<String> {

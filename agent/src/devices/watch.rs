@@ -182,7 +182,11 @@ fn read_injected(path: &std::path::Path, roots: &Roots, tx: &Sender<DeviceEvent>
 }
 
 /// Starts the injected-event reader ("hark-uevents" thread) on `path`.
-pub fn spawn_injected(path: PathBuf, roots: Roots, tx: Sender<DeviceEvent>) -> std::io::Result<Watcher> {
+pub fn spawn_injected(
+    path: PathBuf,
+    roots: Roots,
+    tx: Sender<DeviceEvent>,
+) -> std::io::Result<Watcher> {
     let (alive, ended) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("hark-uevents".into())
@@ -275,7 +279,10 @@ fn present(roots: &Roots) -> BTreeMap<u32, Print> {
 /// for cards gone, adds for new ones, and both for an index that now holds
 /// another device (a mic that left and a different one that took its index,
 /// both while events were lost).
-pub fn resync_fixes(known: &BTreeMap<u32, Print>, now: &BTreeMap<u32, Print>) -> Vec<(String, u32)> {
+pub fn resync_fixes(
+    known: &BTreeMap<u32, Print>,
+    now: &BTreeMap<u32, Print>,
+) -> Vec<(String, u32)> {
     let mut fixes = Vec::new();
     for (index, print) in known {
         match now.get(index) {
@@ -530,7 +537,8 @@ mod tests {
         };
         let known: BTreeMap<u32, Print> = [(1, print("1-1")), (2, print("1-2"))].into();
         assert!(resync_fixes(&known, &known.clone()).is_empty());
-        let now: BTreeMap<u32, Print> = [(1, print("1-1")), (2, print("1-4")), (3, print("1-3"))].into();
+        let now: BTreeMap<u32, Print> =
+            [(1, print("1-1")), (2, print("1-4")), (3, print("1-3"))].into();
         assert_eq!(
             resync_fixes(&known, &now),
             vec![

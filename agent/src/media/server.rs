@@ -172,13 +172,7 @@ impl Server {
     }
 
     /// Adds the mount `/<name>`; clients get media fed from `fanout`.
-    pub fn mount(
-        &self,
-        name: &str,
-        codec: Codec,
-        fanout: Arc<Fanout>,
-        events: &super::Reports,
-    ) {
+    pub fn mount(&self, name: &str, codec: Codec, fanout: Arc<Fanout>, events: &super::Reports) {
         let factory = rtsp::RTSPMediaFactory::new();
         factory.set_launch(&pipeline::media_description(codec));
         // One media per client: the capture and encoding are shared upstream, so a

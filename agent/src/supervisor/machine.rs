@@ -31,7 +31,9 @@ pub enum Input {
     /// A card appeared (or was announced again).
     Added(Card),
     /// A card went away.
-    Removed { index: u32 },
+    Removed {
+        index: u32,
+    },
     /// The shell tried to write the card id a device's name asked for.
     Pinned {
         card: u32,
@@ -54,13 +56,18 @@ pub enum Input {
         reason: String,
         card_present: bool,
     },
-    Clients { stream: String, count: usize },
+    Clients {
+        stream: String,
+        count: usize,
+    },
     /// Time passed (stall deadlines, retries).
     Tick,
     /// The configuration file was read again (or could not be).
     Reload(Result<Arc<Config>, String>),
     /// Restart one stream's capture now.
-    Restart { name: String },
+    Restart {
+        name: String,
+    },
     Deadman(DeadmanStatus),
 }
 
@@ -69,12 +76,21 @@ pub enum Input {
 pub enum Effect {
     /// Add the RTSP mount (clients get 503 until audio flows).
     Mount(StreamSpec),
-    Start { spec: StreamSpec, generation: u64 },
-    Stop { stream: String, generation: u64 },
+    Start {
+        spec: StreamSpec,
+        generation: u64,
+    },
+    Stop {
+        stream: String,
+        generation: u64,
+    },
     /// Stop the pipeline, end the clients, remove the mount.
     Unmount(String),
     /// Write `id` as the card's ALSA id, then answer with [`Input::Pinned`].
-    PinCardId { card: u32, id: String },
+    PinCardId {
+        card: u32,
+        id: String,
+    },
     /// Write the name ledger (the latest one wins).
     SaveLedger(Ledger),
 }
@@ -142,7 +158,10 @@ fn restart_keys(boot: &Config, new: &Config) -> Vec<String> {
         "health.level_interval_ms",
         boot.health.level_interval != new.health.level_interval,
     );
-    differs("devices.enabled", boot.devices.enabled != new.devices.enabled);
+    differs(
+        "devices.enabled",
+        boot.devices.enabled != new.devices.enabled,
+    );
     differs(
         "devices.state_dir",
         boot.devices.state_dir != new.devices.state_dir,
@@ -212,7 +231,7 @@ impl Machine {
                 Answer::None
             }
             Input::Removed { index } => {
-                self.removed(index);
+                self.removed(index, now);
                 Answer::None
             }
             Input::Pinned { card, id, result } => {
@@ -378,7 +397,7 @@ impl Machine {
         match self.card_of(stream) {
             Some(index) if !card_present => {
                 tracing::info!(stream = %stream, card = index, reason = %reason, "capture ended: the card is gone");
-                self.removed(index);
+                self.removed(index, now);
             }
             _ => self.feed(stream, HealthInput::Failure { reason }, now),
         }
@@ -430,7 +449,7 @@ impl Machine {
                 // Announced already by the watcher, which starts first.
                 Some(d) if same_card(&d.card, &card) => {}
                 Some(_) => {
-                    self.removed(card.index);
+                    self.forget(card.index);
                     fresh.push(card);
                 }
                 None => fresh.push(card),
@@ -446,7 +465,7 @@ impl Machine {
                 return;
             }
             // Another device on the index of one that left unseen.
-            self.removed(card.index);
+            self.removed(card.index, now);
         }
         self.decide(vec![card], now);
     }
@@ -573,10 +592,28 @@ impl Machine {
         self.add_stream(spec, Some(index), now);
     }
 
-    /// A card went away: its stream stops at once, never retried against nothing.
-    fn removed(&mut self, index: u32) {
+    /// A card went away: its stream stops at once, never retried against
+    /// nothing; devices that could not have their name may have it now.
+    fn removed(&mut self, index: u32, now: Instant) {
+        let had_name = self.forget(index);
+        if had_name {
+            let waiting: Vec<Card> = self
+                .devices
+                .values()
+                .filter(|d| d.state == DeviceState::Conflict)
+                .map(|d| d.card.clone())
+                .collect();
+            for card in &waiting {
+                self.devices.remove(&card.index);
+            }
+            self.decide(waiting, now);
+        }
+    }
+
+    /// Drops a device and its stream; says whether it held a name.
+    fn forget(&mut self, index: u32) -> bool {
         let Some(dev) = self.devices.remove(&index) else {
-            return;
+            return false;
         };
         let stream = self
             .streams
@@ -591,6 +628,7 @@ impl Machine {
             stream = dev.assignment.as_ref().map_or("", |a| a.name.as_str()),
             "device removed"
         );
+        dev.assignment.is_some()
     }
 
     // ---- reload --------------------------------------------------------
@@ -661,7 +699,7 @@ impl Machine {
             .collect();
         for index in displaced {
             if let Some(dev) = self.devices.get(&index).cloned() {
-                self.removed(index);
+                self.forget(index);
                 self.devices.insert(index, dev);
             }
         }
@@ -683,10 +721,7 @@ impl Machine {
             .devices
             .values()
             .map(|d| {
-                let holds = self
-                    .streams
-                    .values()
-                    .any(|s| s.card == Some(d.card.index));
+                let holds = self.streams.values().any(|s| s.card == Some(d.card.index));
                 (!holds, d.card.clone())
             })
             .collect();

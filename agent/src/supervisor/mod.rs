@@ -190,9 +190,7 @@ impl Supervisor {
     fn load_config(&mut self, reply: Option<oneshot::Sender<ReloadReport>>) {
         let path = self.machine.config().path.clone();
         self.work.spawn_blocking(move || Done::Loaded {
-            config: Config::load(&path)
-                .map(Arc::new)
-                .map_err(|e| e.to_string()),
+            config: Config::load(&path).map(Arc::new).map_err(|e| e.to_string()),
             reply,
         });
     }
