@@ -359,7 +359,7 @@ fn device_churn_leaks_no_fds_threads_or_memory() {
         rig.h.wait_log_after(mark, Duration::from_secs(10), |v| {
             is_event(v, "capture started", name)
         });
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             rig.h.wait_log_after(mark, Duration::from_secs(10), |v| {
                 is_event(v, "audio is flowing", name)
             });
