@@ -1,0 +1,362 @@
+//! The agent's configuration: the TOML schema, its documented defaults, and the
+//! one-time validation that turns a file into an immutable [`Config`].
+//!
+//! Owns: parsing and validating. Must not touch: anything at run time; a config is
+//! read once (and again on reload) and never changed afterwards. A bad file is an
+//! error naming the file, line, column and key; there is no silent fallback.
+//!
+//! Layout: `schema` is the file as serde reads it (unknown keys refused, defaults
+//! filled in); `parse` turns bytes into that, with positions for errors;
+//! `validate` checks it one section at a time (`streams` and `devices` have
+//! their own modules) into the types below; `encoding` is the single check of
+//! encoding settings shared by `[defaults]`, `[[stream]]` and `[[device]]`;
+//! `changes` compares two loaded configs for a reload.
+
+mod changes;
+mod devices;
+mod encoding;
+mod parse;
+mod schema;
+mod streams;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where a configuration error was found and what is wrong there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    /// Dotted key (`rtsp.port`, `stream[1].codec`), or `(file)` / `(syntax)`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.path.display(),
+            self.line,
+            self.col,
+            self.key,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The audio codec a stream is encoded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Opus (RFC 7587): small, good quality, what most clients expect.
+    Opus,
+    /// Uncompressed 16-bit PCM (RFC 3551 L16): lossless, for analysis tools.
+    L16,
+    /// AAC-LC (RFC 3640 mpeg4-generic).
+    Aac,
+    /// MPEG-1 Layer III (RFC 2250).
+    Mp3,
+}
+
+impl Codec {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Codec::Opus => "opus",
+            Codec::L16 => "l16",
+            Codec::Aac => "aac",
+            Codec::Mp3 => "mp3",
+        }
+    }
+
+    /// Sample rates the encoder accepts, or `None` for any rate.
+    fn allowed_rates(self) -> Option<&'static [u32]> {
+        match self {
+            Codec::Opus => Some(&[8000, 12000, 16000, 24000, 48000]),
+            Codec::L16 => None,
+            Codec::Aac => Some(&[
+                8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000,
+            ]),
+            Codec::Mp3 => Some(&[8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000]),
+        }
+    }
+
+    /// Bit-rate range in bits per second, or `None` when the codec has no bit rate.
+    fn bitrate_range(self) -> Option<(u32, u32)> {
+        match self {
+            Codec::Opus => Some((6_000, 510_000)),
+            Codec::L16 => None,
+            Codec::Aac => Some((8_000, 320_000)),
+            Codec::Mp3 => Some((8_000, 320_000)),
+        }
+    }
+
+    /// Most channels the encoder (and its RTP payload format) carries.
+    fn max_channels(self) -> u32 {
+        match self {
+            // Opus in RTP (RFC 7587) is mono or stereo.
+            Codec::Opus | Codec::Mp3 => 2,
+            Codec::L16 | Codec::Aac => 8,
+        }
+    }
+}
+
+/// Where a stream's audio comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A built-in sine tone: serves audio with no hardware at all.
+    Tone,
+    /// An ALSA capture device, named by an ALSA device string.
+    Alsa,
+}
+
+/// How the deadman asks for a reboot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RebootMethod {
+    /// `org.freedesktop.login1.Manager.Reboot` on the system bus.
+    Logind,
+    /// `systemctl reboot`.
+    Systemctl,
+}
+
+/// RTSP basic authentication credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RtspAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for RtspAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the password, not even in debug logs.
+        f.debug_struct("RtspAuth")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RtspConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub auth: Option<RtspAuth>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub allow_non_loopback: bool,
+}
+
+/// Health thresholds shared by every stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    pub stall_timeout: Duration,
+    pub silence_threshold_dbfs: f64,
+    pub silence_after: Duration,
+    pub level_interval: Duration,
+}
+
+/// Restart backoff for failed or stalled capture pipelines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestartConfig {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+}
+
+/// What a stream captures.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Tone { freq_hz: f64, level_dbfs: f64 },
+    Alsa { device: String, buffer: Duration },
+}
+
+/// How a stream is encoded and processed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoding {
+    pub codec: Codec,
+    /// Bits per second; unused by L16.
+    pub bitrate: u32,
+    pub sample_rate: u32,
+    pub channels: u32,
+    /// Gain in dB applied before encoding; 0 = none.
+    pub gain_db: f64,
+    /// High-pass cut-off in Hz; 0 = off.
+    pub highpass_hz: f64,
+}
+
+/// One configured stream, fully resolved (defaults applied, validated).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSpec {
+    pub name: String,
+    pub source: Source,
+    pub encoding: Encoding,
+}
+
+/// Encoding wishes for a discovered device; the device's plan fills in the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceSettings {
+    pub codec: Codec,
+    /// `None`: the codec's default for the channel count the plan picks.
+    pub bitrate: Option<u32>,
+    pub sample_rate: u32,
+    /// `None`: the device's native channel count (limited by the codec).
+    pub channels: Option<u32>,
+    pub gain_db: f64,
+    pub highpass_hz: f64,
+}
+
+impl DeviceSettings {
+    /// The encoding once the plan has fixed the channel count.
+    pub fn encoding(&self, channels: u32) -> Encoding {
+        Encoding {
+            codec: self.codec,
+            bitrate: self
+                .bitrate
+                .unwrap_or_else(|| default_bitrate(self.codec, channels)),
+            sample_rate: self.sample_rate,
+            channels,
+            gain_db: self.gain_db,
+            highpass_hz: self.highpass_hz,
+        }
+    }
+
+    pub fn max_channels(&self) -> u32 {
+        self.codec.max_channels()
+    }
+}
+
+/// A `[[device]]` rule: which device, what to call it, how to stream it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRule {
+    pub name: String,
+    pub serial: Option<String>,
+    pub vendor_product: Option<(u16, u16)>,
+    pub port: Option<String>,
+    pub settings: DeviceSettings,
+}
+
+/// Device discovery (udev hotplug, naming, pinning).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicesConfig {
+    pub enabled: bool,
+    pub state_dir: PathBuf,
+    /// ALSA device string template; `{card_id}`, `{card}` and `{pcm}` are filled in.
+    pub alsa_device: String,
+    pub pin_card_id: bool,
+    pub allow_non_usb: bool,
+    pub alsa_buffer: Duration,
+    /// Settings for devices no rule names.
+    pub defaults: DeviceSettings,
+    pub rules: Vec<DeviceRule>,
+}
+
+/// The validated, immutable configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub path: PathBuf,
+    pub rtsp: RtspConfig,
+    pub http: HttpConfig,
+    pub health: HealthConfig,
+    pub restart: RestartConfig,
+    pub streams: Vec<StreamSpec>,
+    pub devices: DevicesConfig,
+    pub deadman: DeadmanConfig,
+}
+
+/// The last-resort reboot, capped by the reboot ledger (`deadman/`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadmanConfig {
+    pub enabled: bool,
+    pub policy: crate::deadman::ledger::Policy,
+    /// No stream running for this long, with streams present: ask for a reboot.
+    pub unhealthy_after: Duration,
+    /// Healthy for this long: mark the boot good.
+    pub good_after: Duration,
+    pub reboot: RebootMethod,
+}
+
+/// Longest stream name; names appear in URLs, logs, and later D-Bus paths.
+pub const MAX_NAME_LEN: usize = 32;
+
+/// Checks a stream name: 1-32 characters of `[a-z0-9_-]`, starting with a letter or digit.
+pub fn validate_stream_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("stream name is empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "stream name is {} characters long; at most {MAX_NAME_LEN} are allowed",
+            name.len()
+        ));
+    }
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    if let Some(bad) = name.chars().find(|c| !ok_char(*c)) {
+        return Err(format!(
+            "stream name {name:?} contains {bad:?}; use lowercase letters, digits, '-' and '_'"
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "stream name {name:?} must start with a letter or a digit"
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            line: 0,
+            col: 0,
+            key: "(file)".into(),
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        Self::parse_bytes(path, &bytes)
+    }
+
+    /// Validates `bytes` as the content of the file at `path` (used for messages).
+    pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Config, ConfigError> {
+        let text = parse::text(path, bytes)?;
+        let raw = parse::raw(path, text)?;
+        validate::validate(path, text, raw)
+    }
+}
+
+/// "0d8c:0014" -> (0x0d8c, 0x0014)
+pub fn parse_vendor_product(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.trim().split_once(':')?;
+    if a.len() != 4 || b.len() != 4 {
+        return None;
+    }
+    Some((
+        u16::from_str_radix(a, 16).ok()?,
+        u16::from_str_radix(b, 16).ok()?,
+    ))
+}
+
+fn default_bitrate(codec: Codec, channels: u32) -> u32 {
+    match codec {
+        Codec::Opus => 64_000 * channels.min(2),
+        Codec::Aac => 64_000 * channels.min(2),
+        Codec::Mp3 => 128_000,
+        Codec::L16 => 0,
+    }
+}

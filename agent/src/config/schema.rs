@@ -1,0 +1,342 @@
+//! The file as serde reads it: one `Raw*` struct per table, unknown keys refused,
+//! the documented defaults filled in. No checks beyond types live here; see
+//! `validate` and its section modules for those.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{Codec, RebootMethod, SourceKind};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub rtsp: RawRtsp,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub health: RawHealth,
+    #[serde(default)]
+    pub restart: RawRestart,
+    #[serde(default)]
+    pub defaults: RawSettings,
+    #[serde(default)]
+    pub stream: Vec<RawStream>,
+    #[serde(default)]
+    pub devices: RawDevices,
+    #[serde(default)]
+    pub device: Vec<RawDeviceRule>,
+    #[serde(default)]
+    pub deadman: RawDeadman,
+}
+
+// ---- [rtsp] -------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRtsp {
+    #[serde(default = "default_rtsp_bind")]
+    pub bind: IpAddr,
+    #[serde(default = "default_rtsp_port")]
+    pub port: u32,
+    pub auth: Option<RawAuth>,
+}
+
+impl Default for RawRtsp {
+    fn default() -> Self {
+        RawRtsp {
+            bind: default_rtsp_bind(),
+            port: default_rtsp_port(),
+            auth: None,
+        }
+    }
+}
+
+pub(super) fn default_rtsp_bind() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
+fn default_rtsp_port() -> u32 {
+    8554
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    pub user: String,
+    pub password: String,
+}
+
+// ---- [http] -------------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: default_http_listen(),
+            allow_non_loopback: false,
+        }
+    }
+}
+
+pub(super) fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8780))
+}
+
+// ---- [health] -----------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    #[serde(default = "default_stall_timeout_ms")]
+    pub stall_timeout_ms: u64,
+    #[serde(default = "default_silence_threshold")]
+    pub silence_threshold_dbfs: f64,
+    #[serde(default = "default_silence_after_s")]
+    pub silence_after_s: u64,
+    #[serde(default = "default_level_interval_ms")]
+    pub level_interval_ms: u64,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth {
+            stall_timeout_ms: default_stall_timeout_ms(),
+            silence_threshold_dbfs: default_silence_threshold(),
+            silence_after_s: default_silence_after_s(),
+            level_interval_ms: default_level_interval_ms(),
+        }
+    }
+}
+
+fn default_stall_timeout_ms() -> u64 {
+    3000
+}
+fn default_silence_threshold() -> f64 {
+    -70.0
+}
+fn default_silence_after_s() -> u64 {
+    30
+}
+fn default_level_interval_ms() -> u64 {
+    250
+}
+
+// ---- [restart] ----------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRestart {
+    #[serde(default = "default_initial_ms")]
+    pub initial_ms: u64,
+    #[serde(default = "default_max_ms")]
+    pub max_ms: u64,
+    #[serde(default = "default_reset_after_s")]
+    pub reset_after_s: u64,
+}
+
+impl Default for RawRestart {
+    fn default() -> Self {
+        RawRestart {
+            initial_ms: default_initial_ms(),
+            max_ms: default_max_ms(),
+            reset_after_s: default_reset_after_s(),
+        }
+    }
+}
+
+fn default_initial_ms() -> u64 {
+    1000
+}
+fn default_max_ms() -> u64 {
+    60_000
+}
+fn default_reset_after_s() -> u64 {
+    30
+}
+
+// ---- [deadman] ----------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDeadman {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_max_reboots")]
+    pub max_reboots: u32,
+    #[serde(default = "default_window_s")]
+    pub window_s: u64,
+    #[serde(default = "default_min_spacing_s")]
+    pub min_spacing_s: u64,
+    #[serde(default = "default_unhealthy_after_s")]
+    pub unhealthy_after_s: u64,
+    #[serde(default = "default_good_after_s")]
+    pub good_after_s: u64,
+    #[serde(default = "default_reboot_method")]
+    pub reboot: RebootMethod,
+}
+
+impl Default for RawDeadman {
+    fn default() -> Self {
+        RawDeadman {
+            enabled: false,
+            max_reboots: default_max_reboots(),
+            window_s: default_window_s(),
+            min_spacing_s: default_min_spacing_s(),
+            unhealthy_after_s: default_unhealthy_after_s(),
+            good_after_s: default_good_after_s(),
+            reboot: default_reboot_method(),
+        }
+    }
+}
+
+fn default_max_reboots() -> u32 {
+    3
+}
+fn default_window_s() -> u64 {
+    86_400
+}
+fn default_min_spacing_s() -> u64 {
+    1800
+}
+fn default_unhealthy_after_s() -> u64 {
+    900
+}
+fn default_good_after_s() -> u64 {
+    600
+}
+fn default_reboot_method() -> RebootMethod {
+    RebootMethod::Logind
+}
+
+// ---- encoding settings: [defaults], [[stream]], [[device]] --------------------
+
+/// Encoding settings as written in one table; every key optional. `[defaults]`
+/// is exactly this; `[[stream]]` and `[[device]]` carry the same keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSettings {
+    pub codec: Option<Codec>,
+    pub bitrate: Option<u32>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u32>,
+    pub gain_db: Option<f64>,
+    pub highpass_hz: Option<f64>,
+}
+
+// ---- [devices] and [[device]] -------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDevices {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_alsa_device")]
+    pub alsa_device: String,
+    #[serde(default = "default_true")]
+    pub pin_card_id: bool,
+    #[serde(default)]
+    pub allow_non_usb: bool,
+    #[serde(default = "default_alsa_buffer_ms")]
+    pub alsa_buffer_ms: u64,
+}
+
+impl Default for RawDevices {
+    fn default() -> Self {
+        RawDevices {
+            enabled: true,
+            state_dir: default_state_dir(),
+            alsa_device: default_alsa_device(),
+            pin_card_id: true,
+            allow_non_usb: false,
+            alsa_buffer_ms: default_alsa_buffer_ms(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/hark")
+}
+fn default_alsa_device() -> String {
+    "hw:{card},{pcm}".into()
+}
+/// Capture ring buffer, for `[devices]` and for an alsa `[[stream]]` alike.
+pub(super) fn default_alsa_buffer_ms() -> u64 {
+    500
+}
+
+// The encoding keys are spelled out rather than `#[serde(flatten)]`ed: flatten
+// defeats deny_unknown_fields and loses the key path and position of errors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDeviceRule {
+    pub name: String,
+    pub serial: Option<String>,
+    pub vendor_product: Option<String>,
+    pub port: Option<String>,
+    pub codec: Option<Codec>,
+    pub bitrate: Option<u32>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u32>,
+    pub gain_db: Option<f64>,
+    pub highpass_hz: Option<f64>,
+}
+
+impl RawDeviceRule {
+    pub fn settings(&self) -> RawSettings {
+        RawSettings {
+            codec: self.codec,
+            bitrate: self.bitrate,
+            sample_rate: self.sample_rate,
+            channels: self.channels,
+            gain_db: self.gain_db,
+            highpass_hz: self.highpass_hz,
+        }
+    }
+}
+
+// ---- [[stream]] ---------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStream {
+    pub name: String,
+    pub source: SourceKind,
+    pub device: Option<String>,
+    pub tone_hz: Option<f64>,
+    pub tone_dbfs: Option<f64>,
+    pub alsa_buffer_ms: Option<u64>,
+    pub codec: Option<Codec>,
+    pub bitrate: Option<u32>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u32>,
+    pub gain_db: Option<f64>,
+    pub highpass_hz: Option<f64>,
+}
+
+impl RawStream {
+    pub fn settings(&self) -> RawSettings {
+        RawSettings {
+            codec: self.codec,
+            bitrate: self.bitrate,
+            sample_rate: self.sample_rate,
+            channels: self.channels,
+            gain_db: self.gain_db,
+            highpass_hz: self.highpass_hz,
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Parsing and validation, through `Config::parse_bytes` as the agent uses it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::schema::{default_http_listen, default_rtsp_bind};
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse_bytes(Path::new("t.toml"), text.as_bytes())
+}
+
+#[test]
+fn minimal_stream_gets_documented_defaults() {
+    let c = parse("[[stream]]\nname = \"a\"\nsource = \"tone\"\n").unwrap();
+    assert_eq!(c.rtsp.port, 8554);
+    assert_eq!(c.rtsp.bind, default_rtsp_bind());
+    assert_eq!(c.http.listen, default_http_listen());
+    assert_eq!(c.health.stall_timeout, Duration::from_secs(3));
+    let s = &c.streams[0];
+    assert_eq!(s.encoding.codec, Codec::Opus);
+    assert_eq!(s.encoding.sample_rate, 48_000);
+    assert_eq!(s.encoding.channels, 1);
+    assert_eq!(s.encoding.bitrate, 64_000);
+    assert_eq!(
+        s.source,
+        Source::Tone {
+            freq_hz: 440.0,
+            level_dbfs: -20.0
+        }
+    );
+}
+
+#[test]
+fn stream_overrides_defaults() {
+    let c = parse(
+        "[defaults]\ncodec = \"l16\"\nsample_rate = 96000\n\n[[stream]]\nname = \"a\"\nsource = \"tone\"\n\n[[stream]]\nname = \"b\"\nsource = \"tone\"\ncodec = \"opus\"\nsample_rate = 48000\nbitrate = 32000\n",
+    )
+    .unwrap();
+    assert_eq!(c.streams[0].encoding.codec, Codec::L16);
+    assert_eq!(c.streams[0].encoding.sample_rate, 96_000);
+    assert_eq!(c.streams[1].encoding.codec, Codec::Opus);
+    assert_eq!(c.streams[1].encoding.bitrate, 32_000);
+}
+
+/// (text, key, line, part of the message).
+const ERRORS: &[(&str, &str, usize, &str)] = &[
+    ("[rtsp]\nport = 0\n", "rtsp.port", 2, "out of range"),
+    (
+        "[deadman]\nmax_reboots = 0\n",
+        "deadman.max_reboots",
+        2,
+        "between 1 and 100",
+    ),
+    (
+        "[deadman]\nwindow_s = 3600\nmin_spacing_s = 7200\n",
+        "deadman.min_spacing_s",
+        3,
+        "not be longer than deadman.window_s",
+    ),
+    (
+        "[deadman]\nreboot = \"kexec\"\n",
+        "deadman.reboot",
+        2,
+        "unknown variant",
+    ),
+    (
+        "[deadman]\nunhealthy_after_s = 0\n",
+        "deadman.unhealthy_after_s",
+        2,
+        "between 1 and",
+    ),
+    ("[rtsp]\nport = 70000\n", "rtsp.port", 2, "out of range"),
+    ("[rtsp]\nbogus = 1\n", "rtsp.bogus", 2, "unknown field"),
+    ("[rtsp]\nport = \"x\"\n", "rtsp.port", 2, "invalid type"),
+    (
+        "[[stream]]\nname = \"a\"\nsource = \"tone\"\nbitrate = -5\n",
+        "stream[0].bitrate",
+        4,
+        "",
+    ),
+    (
+        "[[stream]]\nname = \"a\"\nsource = \"tone\"\n[[stream]]\nname = \"a\"\nsource = \"tone\"\n",
+        "stream[1].name",
+        5,
+        "duplicate",
+    ),
+    (
+        "[[stream]]\nname = \"a\"\nsource = \"tone\"\ncodec = \"flac\"\n",
+        "stream[0].codec",
+        4,
+        "unknown variant",
+    ),
+    (
+        "[[stream]]\nname = \"a\"\nsource = \"alsa\"\n",
+        "stream[0].source",
+        3,
+        "needs device",
+    ),
+    (
+        "[[stream]]\nname = \"a\"\nsource = \"tone\"\nsample_rate = 44100\n",
+        "stream[0].sample_rate",
+        4,
+        "cannot encode",
+    ),
+    (
+        "[defaults]\nbitrate = 1\n[[stream]]\nname = \"a\"\nsource = \"tone\"\n",
+        "defaults.bitrate",
+        2,
+        "out of range",
+    ),
+    (
+        "[[stream]]\nname = \"Bad Name\"\nsource = \"tone\"\n",
+        "stream[0].name",
+        2,
+        "contains",
+    ),
+    (
+        "[http]\nlisten = \"0.0.0.0:80\"\n",
+        "http.listen",
+        2,
+        "loopback",
+    ),
+    ("a = [\n", "(syntax)", 1, "unclosed array"),
+];
+
+#[test]
+fn errors_name_line_column_and_key() {
+    for (text, key, line, msg) in ERRORS {
+        let e = parse(text).unwrap_err();
+        assert_eq!(&e.key, key, "{text:?}: {e}");
+        assert_eq!(e.line, *line, "{text:?}: {e}");
+        assert!(e.message.contains(msg), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn empty_and_binary_files_are_errors() {
+    let e = parse("# only a comment\n\n").unwrap_err();
+    assert!(e.message.contains("empty"), "{e}");
+    let e = Config::parse_bytes(Path::new("t"), &[0x41, 0xff, 0xfe, 0x00]).unwrap_err();
+    assert!(e.message.contains("not UTF-8"), "{e}");
+    assert_eq!((e.line, e.col), (1, 2));
+}
+
+#[test]
+fn password_is_not_printed() {
+    let c = parse("[rtsp.auth]\nuser = \"u\"\npassword = \"hunter2\"\n").unwrap();
+    assert!(!format!("{c:?}").contains("hunter2"));
+}
+
+#[test]
+fn shipped_config_parses() {
+    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/hark.toml"));
+    let c = Config::load(p).unwrap();
+    assert_eq!(c.streams[0].name, "test-tone");
+    assert!(c.deadman.enabled);
+}
+
+#[test]
+fn level_interval_is_at_most_half_the_stall_timeout() {
+    // Exactly half is allowed.
+    let c = parse("[health]\nstall_timeout_ms = 500\nlevel_interval_ms = 250\n").unwrap();
+    assert_eq!(c.health.level_interval, Duration::from_millis(250));
+    assert_eq!(c.health.stall_timeout, Duration::from_millis(500));
+
+    // Too close: blamed on the interval, with both values.
+    let e = parse("[health]\nstall_timeout_ms = 500\nlevel_interval_ms = 251\n").unwrap_err();
+    assert_eq!(e.key, "health.level_interval_ms", "{e}");
+    assert_eq!((e.line, e.col), (3, 21), "{e}");
+    assert_eq!(
+        e.message,
+        "health.level_interval_ms = 251 must be at most half of health.stall_timeout_ms = 500 \
+         (at most 250): a stall is detected from missing level readings"
+    );
+
+    // Only the timeout written: the default interval (250) does not fit under it,
+    // and the key to change is the one in the file.
+    let e = parse("[health]\nstall_timeout_ms = 400\n").unwrap_err();
+    assert_eq!(e.key, "health.stall_timeout_ms", "{e}");
+    assert_eq!(e.line, 2, "{e}");
+    assert!(
+        e.message.contains("= 250") && e.message.contains("= 400"),
+        "{e}"
+    );
+
+    // The old rule (interval shorter than the timeout) is not enough any more.
+    let e = parse("[health]\nstall_timeout_ms = 1000\nlevel_interval_ms = 900\n").unwrap_err();
+    assert_eq!(e.key, "health.level_interval_ms", "{e}");
+}
+
+/// The same encoding mistake gives the same message in `[defaults]`, a `[[stream]]`
+/// and a `[[device]]` rule, at the key where it is written.
+#[test]
+fn encoding_mistakes_read_the_same_in_every_table() {
+    let mistakes: &[(&str, &str)] = &[
+        (
+            "sample_rate = 44100",
+            "opus cannot encode 44100 Hz; it takes [8000, 12000, 16000, 24000, 48000] (use codec \"l16\" for other rates)",
+        ),
+        ("sample_rate = 1000", "must be between 8000 and 384000 Hz"),
+        (
+            "bitrate = 1",
+            "bitrate 1 is out of range for opus: use 6000-510000 bits per second",
+        ),
+        ("channels = 0", "opus carries 1-2 channels, not 0"),
+        ("channels = 3", "opus carries 1-2 channels, not 3"),
+        ("gain_db = 41.0", "must be between -60 and 40 dB"),
+        (
+            "highpass_hz = 24000.0",
+            "highpass_hz must be 0 (off) or below half the sample rate (24000 Hz), not 24000",
+        ),
+        (
+            "highpass_hz = -1.0",
+            "highpass_hz must be 0 (off) or below half the sample rate (24000 Hz), not -1",
+        ),
+    ];
+    let tables: &[(&str, &str, usize)] = &[
+        ("[defaults]\n", "defaults", 2),
+        (
+            "[[stream]]\nname = \"s\"\nsource = \"tone\"\n",
+            "stream[0]",
+            4,
+        ),
+        ("[[device]]\nname = \"d\"\nport = \"1-1\"\n", "device[0]", 4),
+    ];
+    for (line, message) in mistakes {
+        let field = line.split(' ').next().unwrap();
+        for (table, key, at_line) in tables {
+            let text = format!("{table}{line}\n");
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.key, format!("{key}.{field}"), "{text:?}: {e}");
+            assert_eq!(e.line, *at_line, "{text:?}: {e}");
+            assert_eq!(e.message, *message, "{text:?}: {e}");
+        }
+    }
+}
+
+/// A conflict between a table and `[defaults]` is blamed on the table's own key.
+#[test]
+fn encoding_conflicts_blame_the_more_specific_table() {
+    let stream = "[[stream]]\nname = \"s\"\nsource = \"tone\"\n";
+    let device = "[[device]]\nname = \"d\"\nport = \"1-1\"\n";
+    let cases: &[(String, &str, &str)] = &[
+        (
+            format!("[defaults]\ncodec = \"l16\"\nsample_rate = 44100\n{stream}codec = \"opus\"\n"),
+            "stream[0].codec",
+            "opus cannot encode 44100 Hz",
+        ),
+        (
+            format!("[defaults]\nbitrate = 400000\n{device}codec = \"aac\"\n"),
+            "device[0].codec",
+            "bitrate 400000 is out of range for aac",
+        ),
+        (
+            format!("[defaults]\ncodec = \"l16\"\nchannels = 4\n{device}codec = \"mp3\"\n"),
+            "device[0].codec",
+            "mp3 carries 1-2 channels, not 4",
+        ),
+        (
+            format!("[defaults]\nsample_rate = 16000\n{stream}highpass_hz = 9000.0\n"),
+            "stream[0].highpass_hz",
+            "below half the sample rate (8000 Hz), not 9000",
+        ),
+        (
+            format!("[defaults]\nhighpass_hz = 9000.0\n{stream}sample_rate = 16000\n"),
+            "stream[0].sample_rate",
+            "below half the sample rate (8000 Hz), not 9000",
+        ),
+        (
+            format!("[defaults]\ncodec = \"opus\"\n{stream}sample_rate = 44100\n"),
+            "stream[0].sample_rate",
+            "opus cannot encode 44100 Hz",
+        ),
+    ];
+    for (text, key, msg) in cases {
+        let e = parse(text).unwrap_err();
+        assert_eq!(&e.key, key, "{text:?}: {e}");
+        assert!(e.message.contains(msg), "{text:?}: {e}");
+    }
+}
+
+#[test]
+fn devices_and_rules_take_defaults() {
+    let c = parse(
+        "[defaults]\ncodec = \"l16\"\nsample_rate = 44100\ngain_db = 6.0\n\
+         [[device]]\nname = \"d\"\nserial = \"X\"\ngain_db = -3.0\n",
+    )
+    .unwrap();
+    let d = &c.devices.defaults;
+    assert_eq!(
+        (d.codec, d.sample_rate, d.gain_db),
+        (Codec::L16, 44_100, 6.0)
+    );
+    assert_eq!((d.channels, d.bitrate), (None, None));
+    let r = &c.devices.rules[0].settings;
+    assert_eq!(
+        (r.codec, r.sample_rate, r.gain_db),
+        (Codec::L16, 44_100, -3.0)
+    );
+}

@@ -1,0 +1,329 @@
+//! [`RawConfig`] to [`Config`]: one function per section, each naming the key
+//! (and so the file position) of the first problem it finds. `[[stream]]` and
+//! `[devices]`/`[[device]]` have their own modules, and every encoding setting is
+//! checked by `encoding`, whichever table it is written in.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use super::parse::line_col;
+use super::schema::{RawConfig, RawDeadman, RawHealth, RawHttp, RawRestart, RawRtsp};
+use super::{
+    Config, ConfigError, DeadmanConfig, HealthConfig, HttpConfig, RestartConfig, RtspAuth,
+    RtspConfig, devices, encoding, streams,
+};
+
+/// One step of a key path: a table key or an array index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Seg {
+    Key(&'static str),
+    Index(usize),
+}
+
+/// `prefix` followed by `key`: `at(&[Key("rtsp")], "port")` is `rtsp.port`.
+pub(super) fn at(prefix: &[Seg], key: &'static str) -> Vec<Seg> {
+    let mut segs = prefix.to_vec();
+    segs.push(Seg::Key(key));
+    segs
+}
+
+/// Turns a key path into an error at the position of that key in the file.
+pub(super) struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+    doc: Option<toml_edit::Document<&'a str>>,
+}
+
+impl<'a> Validator<'a> {
+    pub fn new(path: &'a Path, text: &'a str) -> Self {
+        Validator {
+            path,
+            text,
+            doc: toml_edit::Document::parse(text).ok(),
+        }
+    }
+
+    pub fn error(&self, segs: &[Seg], message: impl Into<String>) -> ConfigError {
+        let key = segs.iter().fold(String::new(), |mut acc, s| {
+            match s {
+                Seg::Key(k) => {
+                    if !acc.is_empty() {
+                        acc.push('.');
+                    }
+                    acc.push_str(k);
+                }
+                Seg::Index(i) => acc.push_str(&format!("[{i}]")),
+            }
+            acc
+        });
+        let (line, col) = self
+            .locate(segs)
+            .map_or((1, 1), |o| line_col(self.text.as_bytes(), o));
+        ConfigError {
+            path: self.path.to_path_buf(),
+            line,
+            col,
+            key,
+            message: message.into(),
+        }
+    }
+
+    /// `Err(error(segs, message))` unless `ok`.
+    pub fn ensure(
+        &self,
+        ok: bool,
+        segs: &[Seg],
+        message: impl Into<String>,
+    ) -> Result<(), ConfigError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.error(segs, message))
+        }
+    }
+
+    /// Whether the key at `segs` is written in the file (rather than defaulted).
+    pub fn is_written(&self, segs: &[Seg]) -> bool {
+        let Some(doc) = self.doc.as_ref() else {
+            return false;
+        };
+        let mut item: &toml_edit::Item = doc.as_item();
+        for seg in segs {
+            let next = match seg {
+                Seg::Key(k) => item.get(k),
+                Seg::Index(i) => item.get(*i),
+            };
+            let Some(next) = next else { return false };
+            item = next;
+        }
+        true
+    }
+
+    /// Byte offset of the value at `segs`, or of its nearest enclosing table.
+    fn locate(&self, segs: &[Seg]) -> Option<usize> {
+        let doc = self.doc.as_ref()?;
+        let mut item: &toml_edit::Item = doc.as_item();
+        let mut best = None;
+        for seg in segs {
+            let next = match seg {
+                Seg::Key(k) => item.get(k),
+                Seg::Index(i) => item.get(*i),
+            };
+            let Some(next) = next else { break };
+            best = next.span().map(|s| s.start).or(best);
+            item = next;
+        }
+        best
+    }
+}
+
+pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
+    let v = Validator::new(path, text);
+    let rtsp = rtsp(&v, raw.rtsp)?;
+    let http = http(&v, &raw.http)?;
+    let health = health(&v, &raw.health)?;
+    let restart = restart(&v, &raw.restart)?;
+    let deadman = deadman(&v, &raw.deadman)?;
+    // [defaults] must be valid on its own, even when no stream or device uses a key.
+    let defaults = encoding::defaults(&v, &raw.defaults)?;
+    let streams = streams::validate(&v, &raw.stream, &raw.defaults)?;
+    let names: BTreeSet<String> = streams.iter().map(|s| s.name.clone()).collect();
+    let devices = devices::validate(
+        &v,
+        &raw.devices,
+        &raw.device,
+        &raw.defaults,
+        defaults,
+        names,
+    )?;
+    Ok(Config {
+        path: path.to_path_buf(),
+        rtsp,
+        http,
+        health,
+        restart,
+        streams,
+        devices,
+        deadman,
+    })
+}
+
+fn rtsp(v: &Validator<'_>, r: RawRtsp) -> Result<RtspConfig, ConfigError> {
+    let key = |k| at(&[Seg::Key("rtsp")], k);
+    let port = u16::try_from(r.port)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| {
+            v.error(
+                &key("port"),
+                format!("port {} is out of range; use 1-65535", r.port),
+            )
+        })?;
+    let auth = match r.auth {
+        None => None,
+        Some(a) => {
+            let key = |k| at(&[Seg::Key("rtsp"), Seg::Key("auth")], k);
+            let bad_user =
+                a.user.is_empty() || a.user.contains(':') || a.user.chars().any(char::is_control);
+            v.ensure(
+                !bad_user,
+                &key("user"),
+                "user must be non-empty, without ':' or control characters",
+            )?;
+            v.ensure(
+                !a.password.is_empty(),
+                &key("password"),
+                "password is empty; remove [rtsp.auth] to turn authentication off",
+            )?;
+            Some(RtspAuth {
+                user: a.user,
+                password: a.password,
+            })
+        }
+    };
+    Ok(RtspConfig {
+        bind: r.bind,
+        port,
+        auth,
+    })
+}
+
+fn http(v: &Validator<'_>, h: &RawHttp) -> Result<HttpConfig, ConfigError> {
+    let listen = at(&[Seg::Key("http")], "listen");
+    v.ensure(
+        h.listen.port() != 0,
+        &listen,
+        "port 0 is not allowed; use 1-65535",
+    )?;
+    v.ensure(
+        h.listen.ip().is_loopback() || h.allow_non_loopback,
+        &listen,
+        format!(
+            "{} is not a loopback address; set http.allow_non_loopback = true to expose the status endpoint",
+            h.listen
+        ),
+    )?;
+    Ok(HttpConfig {
+        listen: h.listen,
+        allow_non_loopback: h.allow_non_loopback,
+    })
+}
+
+fn health(v: &Validator<'_>, h: &RawHealth) -> Result<HealthConfig, ConfigError> {
+    let key = |k| at(&[Seg::Key("health")], k);
+    v.ensure(
+        (100..=600_000).contains(&h.stall_timeout_ms),
+        &key("stall_timeout_ms"),
+        "must be between 100 and 600000",
+    )?;
+    let dbfs = h.silence_threshold_dbfs;
+    v.ensure(
+        dbfs.is_finite() && (-150.0..=0.0).contains(&dbfs),
+        &key("silence_threshold_dbfs"),
+        "must be between -150 and 0 dBFS",
+    )?;
+    v.ensure(
+        (20..=10_000).contains(&h.level_interval_ms),
+        &key("level_interval_ms"),
+        "must be between 20 and 10000",
+    )?;
+    // A stall is detected from missing level readings: with readings at most half
+    // the stall timeout apart, one late reading is not yet a stall.
+    let (interval, stall) = (h.level_interval_ms, h.stall_timeout_ms);
+    let blame =
+        if v.is_written(&key("level_interval_ms")) || !v.is_written(&key("stall_timeout_ms")) {
+            key("level_interval_ms")
+        } else {
+            key("stall_timeout_ms")
+        };
+    v.ensure(
+        interval.saturating_mul(2) <= stall,
+        &blame,
+        format!(
+            "health.level_interval_ms = {interval} must be at most half of \
+             health.stall_timeout_ms = {stall} (at most {}): a stall is detected from \
+             missing level readings",
+            stall / 2
+        ),
+    )?;
+    Ok(HealthConfig {
+        stall_timeout: Duration::from_millis(stall),
+        silence_threshold_dbfs: dbfs,
+        silence_after: Duration::from_secs(h.silence_after_s),
+        level_interval: Duration::from_millis(interval),
+    })
+}
+
+fn restart(v: &Validator<'_>, r: &RawRestart) -> Result<RestartConfig, ConfigError> {
+    let key = |k| at(&[Seg::Key("restart")], k);
+    v.ensure(
+        (10..=60_000).contains(&r.initial_ms),
+        &key("initial_ms"),
+        "must be between 10 and 60000",
+    )?;
+    v.ensure(
+        r.initial_ms <= r.max_ms && r.max_ms <= 3_600_000,
+        &key("max_ms"),
+        "must be at least restart.initial_ms and at most 3600000",
+    )?;
+    Ok(RestartConfig {
+        initial: Duration::from_millis(r.initial_ms),
+        max: Duration::from_millis(r.max_ms),
+        reset_after: Duration::from_secs(r.reset_after_s),
+    })
+}
+
+fn deadman(v: &Validator<'_>, d: &RawDeadman) -> Result<DeadmanConfig, ConfigError> {
+    let key = |k| at(&[Seg::Key("deadman")], k);
+    v.ensure(
+        (1..=100).contains(&d.max_reboots),
+        &key("max_reboots"),
+        "must be between 1 and 100 (set enabled = false for no reboots at all)",
+    )?;
+    v.ensure(
+        (60..=30 * 86_400).contains(&d.window_s),
+        &key("window_s"),
+        "must be between 60 and 2592000 (30 days)",
+    )?;
+    v.ensure(
+        d.min_spacing_s <= d.window_s,
+        &key("min_spacing_s"),
+        "must not be longer than deadman.window_s",
+    )?;
+    for (k, value) in [
+        ("unhealthy_after_s", d.unhealthy_after_s),
+        ("good_after_s", d.good_after_s),
+    ] {
+        v.ensure(
+            (1..=7 * 86_400).contains(&value),
+            &key(k),
+            "must be between 1 and 604800 (7 days)",
+        )?;
+    }
+    Ok(DeadmanConfig {
+        enabled: d.enabled,
+        policy: crate::deadman::ledger::Policy {
+            max_reboots: d.max_reboots,
+            window_s: d.window_s,
+            min_spacing_s: d.min_spacing_s,
+        },
+        unhealthy_after: Duration::from_secs(d.unhealthy_after_s),
+        good_after: Duration::from_secs(d.good_after_s),
+        reboot: d.reboot,
+    })
+}
+
+/// A capture ring buffer (`[devices]` or an alsa `[[stream]]`), 20-5000 ms.
+pub(super) fn alsa_buffer(
+    v: &Validator<'_>,
+    key: &[Seg],
+    ms: u64,
+) -> Result<Duration, ConfigError> {
+    v.ensure(
+        (20..=5_000).contains(&ms),
+        key,
+        "must be between 20 and 5000",
+    )?;
+    Ok(Duration::from_millis(ms))
+}
