@@ -40,12 +40,17 @@ impl Rig {
     /// Starts harkd on an existing tree (cards already in it are coldplugged),
     /// on a private D-Bus bus if one is given.
     fn start_in(tree: tempfile::TempDir, bus: Option<&common::bus::Bus>) -> Rig {
+        Self::start_with(tree, bus, "")
+    }
+
+    /// `start_in` with more configuration (`[[device]]` rules, say).
+    fn start_with(tree: tempfile::TempDir, bus: Option<&common::bus::Bus>, extra: &str) -> Rig {
         let mic = FifoMic::new(700.0, 0.25);
         let fifo = tree.path().join("uevents");
         let state = tree.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
         let config = format!(
-            "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n[devices]\nstate_dir = \"{}\"\nalsa_device = \"{}\"\n",
+            "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n[devices]\nstate_dir = \"{}\"\nalsa_device = \"{}\"\n{extra}",
             state.display(),
             mic.device
         );
@@ -71,6 +76,53 @@ impl Rig {
             events,
             h,
         }
+    }
+
+    /// An empty tree with the event FIFO, for `start_with`.
+    fn tree() -> tempfile::TempDir {
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tree.path().join("sys/class/sound")).unwrap();
+        std::fs::create_dir_all(tree.path().join("proc/asound")).unwrap();
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(tree.path().join("uevents"))
+                .status()
+                .unwrap()
+                .success()
+        );
+        tree
+    }
+
+    /// Puts a card in the tree without announcing it (present at start-up).
+    fn place(tree: &std::path::Path, index: u32, port: &str, serial: Option<&[u8]>) {
+        fixture::usb_card(
+            tree,
+            &fixture::UsbCard {
+                index,
+                card_id: "Device",
+                port,
+                vendor: "0d8c",
+                product_id: "013c",
+                serial,
+                manufacturer: Some(b"C-Media Electronics Inc."),
+                product: Some(b"USB PnP Sound Device"),
+                stream0: Some(fixture::CM108_STREAM0),
+                capture: true,
+            },
+        );
+    }
+
+    /// The devices in the status endpoint's JSON, by card.
+    fn device_status(&self, card: u64) -> serde_json::Value {
+        let status: serde_json::Value =
+            serde_json::from_str(&common::http_get(self.h.http_port, "/api/v1/status")).unwrap();
+        status["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["card"] == card)
+            .cloned()
+            .unwrap_or_else(|| panic!("no card {card} in {status}"))
     }
 
     fn plug(&mut self, index: u32, port: &str, serial: Option<&[u8]>) {
@@ -285,6 +337,87 @@ fn serialless_twins_are_told_apart_by_port_and_names_survive_a_restart() {
     rig.h.wait_log(Duration::from_secs(5), |v| {
         is_event(v, "audio is flowing", "usb-pnp-sound-device")
     });
+}
+
+/// Two identical mics that one `[[device]]` rule matches: the one on the lower
+/// port gets the rule's name and streams; the other is not silently dropped
+/// but reported as a conflict with the reason, and takes the name when the
+/// first one is unplugged.
+#[test]
+fn a_rule_matching_two_mics_streams_one_and_says_why_not_the_other() {
+    let tree = Rig::tree();
+    Rig::place(tree.path(), 1, "1-1.3", None);
+    Rig::place(tree.path(), 2, "1-1.2", None);
+    let rule = "\n[[device]]\nname = \"attic\"\nvendor_product = \"0d8c:013c\"\n";
+    let mut rig = Rig::start_with(tree, None, rule);
+    rig.h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "attic")
+    });
+    let conflict = rig.h.wait_log(Duration::from_secs(10), |v| {
+        msg(v) == "device not streamed: name conflict"
+    });
+    assert_eq!(conflict["card"], 1, "{conflict}");
+    let holder = rig.device_status(2);
+    assert_eq!(
+        (holder["status"].as_str(), holder["name"].as_str()),
+        (Some("streaming"), Some("attic"))
+    );
+    let other = rig.device_status(1);
+    assert_eq!(other["status"], "conflict", "{other}");
+    assert!(
+        other["reason"].as_str().unwrap().contains("port 1-1.2"),
+        "{other}"
+    );
+    ffmpeg_pull(&rig.h.url("attic"), "tcp", 1.5).assert_tone(1.4, 700.0, -15.0);
+    // The holder leaves: the other mic takes the name and streams under it.
+    let mark = rig.h.mark();
+    rig.unplug(2);
+    let added = rig
+        .h
+        .wait_log_after(mark, Duration::from_secs(10), |v| msg(v) == "device added");
+    assert_eq!((added["stream"].as_str(), added["card"].as_u64()), (Some("attic"), Some(1)));
+    rig.h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "attic")
+    });
+}
+
+/// Twins sharing a serial number, present at boot, keep the names coldplug
+/// gave them when they are later plugged in one at a time, in either order.
+#[test]
+fn duplicate_serial_twins_named_at_boot_keep_their_names_when_plugged_later() {
+    let tree = Rig::tree();
+    Rig::place(tree.path(), 1, "1-1.2", Some(b"0001"));
+    Rig::place(tree.path(), 2, "1-1.3", Some(b"0001"));
+    let rig = Rig::start_with(tree, None, "");
+    let mut at_boot = std::collections::BTreeMap::new();
+    for port in ["1-1.2", "1-1.3"] {
+        let added = rig.h.wait_log(Duration::from_secs(10), |v| {
+            msg(v) == "device added" && v["port"] == port
+        });
+        at_boot.insert(port, added["stream"].as_str().unwrap().to_string());
+    }
+    assert_ne!(at_boot["1-1.2"], at_boot["1-1.3"]);
+    let Rig {
+        tree, events, h, ..
+    } = rig;
+    drop(events);
+    assert!(h.stop().0.success());
+    fixture::remove_card(tree.path(), 1);
+    fixture::remove_card(tree.path(), 2);
+    // The twin on 1-1.3 comes back first, alone, then the other.
+    let mut rig = Rig::start_with(tree, None, "");
+    for (index, port) in [(4, "1-1.3"), (5, "1-1.2")] {
+        let mark = rig.h.mark();
+        rig.plug(index, port, Some(b"0001"));
+        let added = rig
+            .h
+            .wait_log_after(mark, Duration::from_secs(10), |v| msg(v) == "device added");
+        assert_eq!(
+            added["stream"].as_str(),
+            Some(at_boot[port].as_str()),
+            "{port}: {added}"
+        );
+    }
 }
 
 /// A plugged mic appears on D-Bus with its device's properties (InterfacesAdded),

@@ -143,30 +143,25 @@ impl Device {
     }
 }
 
-/// Keys whose change takes effect only when harkd starts again.
+/// Keys whose change takes effect only when harkd starts again: the RTSP and
+/// HTTP listeners, the deadman (its monitor and unit are set up at start), the
+/// level interval (every pipeline measures with it) and where devices are
+/// watched and remembered.
+fn needs_restart(key: &str) -> bool {
+    key.starts_with("rtsp.")
+        || key.starts_with("http.")
+        || key.starts_with("deadman.")
+        || matches!(
+            key,
+            "health.level_interval_ms" | "devices.enabled" | "devices.state_dir"
+        )
+}
+
 fn restart_keys(boot: &Config, new: &Config) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut differs = |key: &str, changed: bool| {
-        if changed {
-            keys.push(key.to_string());
-        }
-    };
-    differs("rtsp", boot.rtsp != new.rtsp);
-    differs("http", boot.http != new.http);
-    differs("deadman", boot.deadman != new.deadman);
-    differs(
-        "health.level_interval_ms",
-        boot.health.level_interval != new.health.level_interval,
-    );
-    differs(
-        "devices.enabled",
-        boot.devices.enabled != new.devices.enabled,
-    );
-    differs(
-        "devices.state_dir",
-        boot.devices.state_dir != new.devices.state_dir,
-    );
-    keys
+    boot.changed_keys(new)
+        .into_iter()
+        .filter(|k| needs_restart(k))
+        .collect()
 }
 
 pub fn policy_of(config: &Config) -> Policy {

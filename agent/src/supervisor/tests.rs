@@ -456,7 +456,7 @@ fn reload_applies_each_kind_of_change_or_names_it() {
     let snap = r.m.snapshot();
     assert!(
         snap.status_line()
-            .contains("restart to apply rtsp, health.level_interval_ms"),
+            .contains("restart to apply rtsp.port, health.level_interval_ms"),
         "{}",
         snap.status_line()
     );
