@@ -12,7 +12,10 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Bad command line (clap's own code).
     pub const USAGE: u8 = 2;
-    /// The configuration file is missing, unreadable or invalid.
+    /// The configuration file is missing, unreadable or invalid. (`harkd
+    /// deadman` uses the built-in defaults when there is no file at all, and
+    /// says so; for an unreadable or invalid one it exits 3, and `decide` does
+    /// not reboot.)
     pub const CONFIG: u8 = 3;
     /// No stream has run for `deadman.unhealthy_after_s` and the reboot ledger
     /// would allow a reboot: the unit's `OnFailure=` deadman decides.
@@ -76,7 +79,8 @@ pub enum Command {
         #[arg(long, hide = true)]
         uevents: Option<PathBuf>,
         /// Test hooks: SIGUSR1 wedges the GStreamer thread, SIGUSR2 the
-        /// supervisor (to test the watchdog).
+        /// supervisor (to test the watchdog); HARK_TEST_SLOW_STORE_MS=N makes
+        /// every state-file write sleep N ms first (a slow SD card).
         #[arg(long, hide = true)]
         test_hooks: bool,
     },
@@ -84,8 +88,10 @@ pub enum Command {
     Deadman {
         #[command(subcommand)]
         action: DeadmanAction,
-        /// Configuration file (default: /etc/hark/hark.toml if it exists, else
-        /// the built-in defaults, where the deadman is disabled).
+        /// Configuration file (default: /etc/hark/hark.toml). When there is no
+        /// file at that path, the built-in defaults, where the deadman is
+        /// disabled, with a warning; a file that cannot be read or is invalid is
+        /// an error (exit 3), and `decide` then never reboots.
         #[arg(long, short, global = true)]
         config: Option<PathBuf>,
         /// Where procfs is (boot ID and uptime; for tests).
@@ -134,7 +140,10 @@ pub enum DeadmanAction {
     /// Forget every recorded reboot and refusal, and unlock.
     Reset,
     /// Decide on a reboot after harkd.service failed (its `OnFailure=` unit):
-    /// reboot if the ledger allows, else record the refusal and stay up.
+    /// reboot if the ledger allows, else record the refusal and stay up. Exit
+    /// 0 when it decided (rebooting, refused, disabled), 3 with no reboot when
+    /// the config cannot be read or is invalid, 1 on any other failure (no
+    /// reboot either).
     Decide {
         /// Why (default: from systemd's MONITOR_* variables).
         #[arg(long)]

@@ -40,6 +40,47 @@ fn report_config(path: Option<std::path::PathBuf>, system: bool) -> Result<Confi
     })
 }
 
+/// The config for `harkd deadman`: `--config`, else /etc/hark/hark.toml.
+///
+/// - Nothing at that path (the package's file absent): the built-in defaults,
+///   in which the deadman is disabled (so `decide` never reboots), said in one
+///   warning line.
+/// - A file that cannot be read or is invalid: an error naming the file and
+///   what is wrong, exit 3; never the defaults. For `decide` that means no
+///   reboot: a policy guessed from defaults could reboot-loop a board whose
+///   config is broken, and a reboot cannot repair a config.
+fn deadman_config(path: Option<std::path::PathBuf>, decide: bool) -> Result<Config, ExitCode> {
+    let path = path.unwrap_or_else(|| hark_agent::cli::DEFAULT_CONFIG.into());
+    if let Err(e) = std::fs::symlink_metadata(&path)
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(
+            "no config file at {}: using the built-in defaults, in which the deadman is \
+             disabled{}",
+            path.display(),
+            if decide { " (no reboot)" } else { "" }
+        );
+        return Config::parse_bytes(std::path::Path::new("(built-in defaults)"), b"[devices]\n")
+            .map_err(|e| {
+                tracing::error!("the built-in defaults do not parse: {e}");
+                ExitCode::from(exit::FAILURE)
+            });
+    }
+    Config::load(&path).map_err(|e| {
+        if decide {
+            tracing::error!(
+                "deadman: no reboot: the config {} cannot be used ({e}); a reboot is never \
+                 decided on the built-in defaults instead (exit {})",
+                path.display(),
+                exit::CONFIG
+            );
+        } else {
+            tracing::error!("the config {} cannot be used: {e}", path.display());
+        }
+        ExitCode::from(exit::CONFIG)
+    })
+}
+
 fn report(roots: &hark_agent::devices::scan::Roots, config: &Config) -> ExitCode {
     use hark_agent::devices::{ledger, report, watch};
     println!("config: {}", config.path.display());
@@ -85,7 +126,6 @@ fn deadman(
 ) -> ExitCode {
     use hark_agent::cli::DeadmanAction;
     use hark_agent::deadman::{self, Outcome, Paths, reboot};
-    init_logging(LogFormat::Text);
     let paths = Paths::new(&config.devices.state_dir, procfs);
     let d = &config.deadman;
     let done = |r: Result<(), deadman::DeadmanError>| match r {
@@ -270,10 +310,14 @@ fn main() -> ExitCode {
             action,
             config,
             procfs_root,
-        } => match report_config(config, true) {
-            Ok(c) => deadman(action, &c, &procfs_root),
-            Err(code) => code,
-        },
+        } => {
+            init_logging(LogFormat::Text);
+            let decide = matches!(action, hark_agent::cli::DeadmanAction::Decide { .. });
+            match deadman_config(config, decide) {
+                Ok(c) => deadman(action, &c, &procfs_root),
+                Err(code) => code,
+            }
+        }
         Command::Run {
             config,
             log_format,
@@ -291,6 +335,20 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(log_format);
+            if test_hooks {
+                // Every state-file write sleeps this long first (a slow SD card).
+                match hark_agent::persist::test_delay_from_env() {
+                    Ok(Some(delay)) => {
+                        tracing::warn!(?delay, "test hook: every state-file write is slowed");
+                        hark_agent::persist::set_test_delay(delay);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("harkd: {e}");
+                        return ExitCode::from(exit::USAGE);
+                    }
+                }
+            }
             let rt = match runtime() {
                 Ok(rt) => rt,
                 Err(code) => return code,

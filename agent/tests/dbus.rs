@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::bus::Bus;
 use common::{is_event, msg};
@@ -29,15 +29,9 @@ fn call(bus: &Bus, uid: Option<u32>, method_and_args: &[&str]) -> (bool, String)
     bus.busctl_as(uid, &args)
 }
 
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Polls `f` (15 s at most) until it holds.
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    common::wait_until(Duration::from_secs(15), what, f);
 }
 
 #[test]
@@ -179,10 +173,10 @@ fn busctl_sees_the_agent_its_streams_and_typed_errors() {
     let mark = h.mark();
     let (ok, out) = call(&bus, None, &["RestartStream", "s", "tone"]);
     assert!(ok, "{out}");
-    h.wait_log_after(mark, Duration::from_secs(5), |v| {
+    h.wait_log_after(mark, Duration::from_secs(10), |v| {
         is_event(v, "restart requested", "tone")
     });
-    h.wait_log_after(mark, Duration::from_secs(5), |v| {
+    h.wait_log_after(mark, Duration::from_secs(10), |v| {
         is_event(v, "audio is flowing", "tone")
     });
 }

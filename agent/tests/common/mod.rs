@@ -24,6 +24,43 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// How often the bounded waits below look again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `cond` until it holds, for at most `timeout`; panics naming `what`
+/// when it never does. Returns how long it took. A condition wait, for tests on
+/// a loaded machine: never a bare sleep standing in for "long enough".
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    wait_for(timeout, what, || {
+        if cond() { Ok(()) } else { Err(String::new()) }
+    })
+    .1
+}
+
+/// Polls `probe` until it returns `Ok`, for at most `timeout`; panics naming
+/// `what` and the last `Err` (the state seen last) when it never does.
+/// Returns the value and how long it took.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        match probe() {
+            Ok(v) => return (v, start.elapsed()),
+            Err(last) => {
+                assert!(
+                    start.elapsed() < timeout,
+                    "timed out after {timeout:?} waiting for {what}{}{last}",
+                    if last.is_empty() { "" } else { "; last seen: " }
+                );
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
 /// Puts the test's ports into a config: `@PORT@` (RTSP), and the HTTP endpoint
 /// on its own free port unless the config has an `[http]` table.
 fn fill(config: &str, port: u16, http_port: u16) -> String {
@@ -119,7 +156,8 @@ impl Harkd {
             http_port,
             log,
         };
-        h.wait_log(Duration::from_secs(10), |v| msg(v) == "harkd ready");
+        // Generous: a loaded machine starts GStreamer slowly.
+        h.wait_log(Duration::from_secs(30), |v| msg(v) == "harkd ready");
         h
     }
 
@@ -207,11 +245,21 @@ impl Harkd {
 
     /// SIGTERM and wait; returns the exit status and how long the exit took.
     pub fn stop(mut self) -> (ExitStatus, Duration) {
+        self.shutdown()
+    }
+
+    /// SIGTERM and wait (15 s at most: a bound that load cannot reach, far above
+    /// the agent's own 2 s budget, so a hung shutdown still fails); returns the
+    /// exit status and how long the exit took, printed as a FIGURE. The log
+    /// stays readable afterwards.
+    pub fn shutdown(&mut self) -> (ExitStatus, Duration) {
         let t = Instant::now();
         self.signal("TERM");
-        let status =
-            wait_timeout(&mut self.child, Duration::from_secs(10)).expect("harkd did not exit");
-        (status, t.elapsed())
+        let status = wait_timeout(&mut self.child, Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("harkd did not exit within 15 s of SIGTERM"));
+        let took = t.elapsed();
+        eprintln!("FIGURE shutdown: harkd exited {took:?} after SIGTERM ({status})");
+        (status, took)
     }
 
     pub fn threads(&self) -> usize {
@@ -489,16 +537,166 @@ pub fn rtspsrc_pull(url: &str, secs: f64) -> Pcm {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run gst-launch-1.0");
-    std::thread::sleep(Duration::from_secs_f64(secs + 0.5));
-    let exited_early = child.try_wait().unwrap();
+    // Until the file holds `secs` of audio (filesink writes what it decoded,
+    // a buffer behind): a loaded machine may take longer to get there, which
+    // is no fault of the server. Bounded, so a client that never gets audio fails.
+    let want = (secs * RATE) as u64 * 2;
+    let timeout = Duration::from_secs_f64(10.0 * secs + 10.0);
+    let mut exited_early = None;
+    let ((), took) = wait_for(timeout, &format!("{secs} s of audio from rtspsrc"), || {
+        if let Some(s) = child.try_wait().unwrap() {
+            exited_early = Some(s);
+            return Ok(());
+        }
+        let have = std::fs::metadata(&file).map_or(0, |m| m.len());
+        if have >= want {
+            Ok(())
+        } else {
+            Err(format!("{have} of {want} bytes"))
+        }
+    });
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     assert!(
         exited_early.is_none(),
-        "rtspsrc client ended early: {}",
+        "rtspsrc client ended early ({exited_early:?}): {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    eprintln!("FIGURE rtspsrc: {secs} s of audio in {took:?}");
     Pcm::from_bytes(&std::fs::read(&file).unwrap_or_default())
+}
+
+/// An ffmpeg RTSP client that plays until told to stop, decoding to mono S16LE
+/// at 48 kHz as it goes: for "a client for the whole episode", however long a
+/// loaded machine makes the episode, and for "the client is playing" as a
+/// condition (audio decoded) rather than a guess (a sleep).
+pub struct FfmpegClient {
+    child: Child,
+    audio: Arc<Mutex<Vec<u8>>>,
+    errors: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    what: String,
+}
+
+impl FfmpegClient {
+    /// Starts ffmpeg on `url` over `transport` ("tcp" or "udp").
+    pub fn start(url: &str, transport: &str) -> FfmpegClient {
+        let mut child = Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-rtsp_transport",
+                transport,
+                "-i",
+                url,
+            ])
+            .args(["-f", "s16le", "-ac", "1", "-ar", "48000", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ffmpeg");
+        let audio: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let errors: Arc<Mutex<String>> = Arc::default();
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let (a, e) = (audio.clone(), errors.clone());
+        let readers = vec![
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    a.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            }),
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = err.read_to_string(&mut text);
+                e.lock().unwrap().push_str(&text);
+            }),
+        ];
+        FfmpegClient {
+            child,
+            audio,
+            errors,
+            readers,
+            what: format!("ffmpeg {url} ({transport})"),
+        }
+    }
+
+    /// Seconds of audio decoded so far.
+    pub fn seconds(&self) -> f64 {
+        (self.audio.lock().unwrap().len() / 2) as f64 / RATE
+    }
+
+    /// Waits until at least `secs` of audio have been decoded (`timeout` at
+    /// most); fails at once if the client ends first. Returns how long it took.
+    pub fn wait_audio(&mut self, secs: f64, timeout: Duration) -> Duration {
+        let what = format!("{secs} s of audio decoded by {}", self.what);
+        let ((), took) = wait_for(timeout, &what, || {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                panic!(
+                    "{} ended ({s}) after {:.2} s of audio: {}",
+                    self.what,
+                    self.seconds(),
+                    self.errors.lock().unwrap()
+                );
+            }
+            let have = self.seconds();
+            if have >= secs {
+                Ok(())
+            } else {
+                Err(format!("{have:.2} s"))
+            }
+        });
+        took
+    }
+
+    /// The exit status if the client has ended.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Waits (at most `timeout`) for the client to end on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_timeout(&mut self.child, timeout)
+    }
+
+    /// Asserts the client is still playing, stops it (SIGINT: ffmpeg flushes
+    /// what it decoded) and returns everything it decoded.
+    pub fn stop(mut self) -> Pcm {
+        if let Some(s) = self.try_wait() {
+            panic!(
+                "{} ended early ({s}) after {:.2} s of audio: {}",
+                self.what,
+                self.seconds(),
+                self.errors.lock().unwrap()
+            );
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        if wait_timeout(&mut self.child, Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let bytes = std::mem::take(&mut *self.audio.lock().unwrap());
+        Pcm::from_bytes(&bytes)
+    }
+}
+
+impl Drop for FfmpegClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// An ALSA userspace capture device backed by a FIFO, fed in real time by a thread
@@ -513,6 +711,10 @@ pub struct FifoMic {
     pub dir: tempfile::TempDir,
     pub pause: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+    /// The writer is not writing and will not before it looks at `pause` again.
+    idle: Arc<AtomicBool>,
+    /// When the writer's last chunk went into the FIFO.
+    last_write: Arc<Mutex<Option<Instant>>>,
     pub alsa_config_path: String,
     pub device: String,
 }
@@ -539,14 +741,92 @@ impl FifoMic {
         .unwrap();
         let pause = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        spawn_writer(fifo, freq, amplitude, pause.clone(), stop.clone());
+        let idle = Arc::new(AtomicBool::new(true));
+        let last_write = Arc::default();
+        spawn_writer(
+            fifo,
+            freq,
+            amplitude,
+            Writer {
+                pause: pause.clone(),
+                stop: stop.clone(),
+                idle: idle.clone(),
+                last_write: Arc::clone(&last_write),
+            },
+        );
         FifoMic {
             alsa_config_path: format!("/usr/share/alsa/alsa.conf:{}", conf.display()),
             device: "fifomic".into(),
             dir,
             pause,
             stop,
+            idle,
+            last_write,
         }
+    }
+
+    pub fn fifo(&self) -> PathBuf {
+        self.dir.path().join("mic.fifo")
+    }
+
+    /// Pauses the writer (a stall) and waits until it has stopped writing;
+    /// returns when its last chunk went in: the moment the audio stopped, not
+    /// the moment the test asked (a loaded machine can delay either).
+    pub fn pause_writing(&self) -> Instant {
+        let asked = Instant::now();
+        self.pause.store(true, Ordering::SeqCst);
+        wait_until(Duration::from_secs(10), "the FIFO writer to stop", || {
+            self.idle.load(Ordering::SeqCst)
+        });
+        self.last_write.lock().unwrap().unwrap_or(asked)
+    }
+
+    pub fn resume_writing(&self) {
+        self.pause.store(false, Ordering::SeqCst);
+    }
+
+    /// With the writer paused: waits until a thread of process `pid` is
+    /// blocked in a system call on the FIFO (a read with nothing left to read),
+    /// from `/proc/PID/task/*/syscall`. The capture is then stuck, not merely
+    /// behind.
+    pub fn wait_reader_stuck(&self, pid: u32, timeout: Duration) -> Duration {
+        assert!(
+            self.pause.load(Ordering::SeqCst) && self.idle.load(Ordering::SeqCst),
+            "pause the writer first"
+        );
+        let fifo = self.fifo();
+        wait_for(timeout, "a harkd thread blocked reading the FIFO", || {
+            let fds: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map_err(|e| e.to_string())?
+                .filter_map(Result::ok)
+                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t == fifo))
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect();
+            if fds.is_empty() {
+                return Err("harkd does not have the FIFO open".into());
+            }
+            let tasks =
+                std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| e.to_string())?;
+            for t in tasks.filter_map(Result::ok) {
+                // "NR arg0 arg1 ... sp pc" while blocked in a call; "running" else.
+                let sc = match std::fs::read_to_string(t.path().join("syscall")) {
+                    Ok(sc) => sc,
+                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                        return Err(format!("{}: {e}", t.path().display()));
+                    }
+                    Err(_) => continue, // the thread ended
+                };
+                let arg0 = sc
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok());
+                if arg0.is_some_and(|fd| fds.contains(&fd)) {
+                    return Ok(());
+                }
+            }
+            Err(format!("FIFO fds {fds:?}, no thread blocked on one"))
+        })
+        .1
     }
 }
 
@@ -556,28 +836,42 @@ impl Drop for FifoMic {
     }
 }
 
-fn spawn_writer(
-    fifo: PathBuf,
-    freq: f64,
-    amplitude: f64,
+/// What the writer thread shares with its `FifoMic`.
+struct Writer {
     pause: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-) {
+    idle: Arc<AtomicBool>,
+    last_write: Arc<Mutex<Option<Instant>>>,
+}
+
+fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, w: Writer) {
+    let Writer {
+        pause,
+        stop,
+        idle,
+        last_write,
+    } = w;
     std::thread::spawn(move || {
         const CHUNK: usize = 960; // 20 ms = harkd's ALSA period
         let mut phase = 0u64;
         while !stop.load(Ordering::SeqCst) {
             // Blocks until a reader (the capture pipeline) opens the FIFO.
+            idle.store(true, Ordering::SeqCst);
             let Ok(mut f) = open_for_write(&fifo, &stop) else {
                 return;
             };
             let start = Instant::now();
             let mut sent = 0u64;
             loop {
+                // Not idle until `pause` is seen set: a write happens only after
+                // this store and a look at `pause`, so `idle` seen true after
+                // pausing means no write until the pause ends.
+                idle.store(false, Ordering::SeqCst);
                 if stop.load(Ordering::SeqCst) {
                     return;
                 }
                 if pause.load(Ordering::SeqCst) {
+                    idle.store(true, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(10));
                     // Real time keeps running while paused: resume without a burst.
                     sent = (start.elapsed().as_secs_f64() * RATE) as u64;
@@ -596,9 +890,13 @@ fn spawn_writer(
                     buf.extend_from_slice(&v.to_le_bytes());
                     phase += 1;
                 }
+                // Taken before the write: the audio cannot reach the reader
+                // before this instant, whatever the scheduler does next.
+                let at = Instant::now();
                 if f.write_all(&buf).is_err() {
                     break; // reader went away (pipeline restarted): reopen
                 }
+                *last_write.lock().unwrap() = Some(at);
                 sent += CHUNK as u64;
             }
         }

@@ -217,6 +217,37 @@ pub fn session(url: &str, read: Duration) -> Result<(usize, Duration)> {
     Ok((n, first - t0))
 }
 
+/// As `session`, but reads until `packets` RTP packets have arrived rather than
+/// for a fixed time, so a loaded machine that delivers them late is not taken
+/// for a stream that delivers too few. `within` bounds the reading (and each
+/// request): pass a multiple of the packets' real-time duration, so a stream
+/// that trickles still fails. Returns the connect-to-first-packet time.
+pub fn session_packets(url: &str, packets: usize, within: Duration) -> Result<Duration> {
+    let t0 = Instant::now();
+    let mut c = Client::connect(url, within)?;
+    c.play()?;
+    let deadline = Instant::now() + within;
+    let mut first = None;
+    let mut n = 0;
+    while n < packets {
+        if Instant::now() > deadline {
+            return Err(format!("only {n} of {packets} RTP packets in {within:?}"));
+        }
+        let (ch, _) = c
+            .read_frame()
+            .map_err(|e| format!("after {n} of {packets} RTP packets: {e}"))?;
+        if ch == 0 {
+            n += 1;
+            first.get_or_insert_with(Instant::now);
+        }
+    }
+    let status = c.teardown()?;
+    if status != 200 {
+        return Err(format!("TEARDOWN answered {status}"));
+    }
+    Ok(first.map_or(Duration::ZERO, |f| f - t0))
+}
+
 /// A bare probe: connect, DESCRIBE, disconnect. Returns the status code.
 pub fn describe_probe(url: &str) -> Result<u16> {
     let mut c = Client::connect(url, Duration::from_secs(5))?;
