@@ -45,6 +45,17 @@ impl Rig {
 
     /// `start_in` with more configuration (`[[device]]` rules, say).
     fn start_with(tree: tempfile::TempDir, bus: Option<&common::bus::Bus>, extra: &str) -> Rig {
+        Self::start_full(tree, bus, extra, &[], &[])
+    }
+
+    /// `start_with` plus environment and `run` options.
+    fn start_full(
+        tree: tempfile::TempDir,
+        bus: Option<&common::bus::Bus>,
+        extra: &str,
+        more_env: &[(&str, &str)],
+        more_args: &[(&str, &str)],
+    ) -> Rig {
         let mic = FifoMic::new(700.0, 0.25);
         let fifo = tree.path().join("uevents");
         let state = tree.path().join("state");
@@ -67,6 +78,8 @@ impl Rig {
             args.push(("--bus", "session"));
             env.push(("DBUS_SESSION_BUS_ADDRESS", b.address.as_str()));
         }
+        env.extend_from_slice(more_env);
+        args.extend_from_slice(more_args);
         let h = Harkd::start_with_args(&config, &env, &args);
         // Opening the FIFO for writing waits for harkd to open it for reading.
         let events = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
@@ -375,7 +388,10 @@ fn a_rule_matching_two_mics_streams_one_and_says_why_not_the_other() {
     let added = rig
         .h
         .wait_log_after(mark, Duration::from_secs(10), |v| msg(v) == "device added");
-    assert_eq!((added["stream"].as_str(), added["card"].as_u64()), (Some("attic"), Some(1)));
+    assert_eq!(
+        (added["stream"].as_str(), added["card"].as_u64()),
+        (Some("attic"), Some(1))
+    );
     rig.h.wait_log_after(mark, Duration::from_secs(10), |v| {
         is_event(v, "audio is flowing", "attic")
     });
@@ -418,6 +434,46 @@ fn duplicate_serial_twins_named_at_boot_keep_their_names_when_plugged_later() {
             "{port}: {added}"
         );
     }
+}
+
+/// The name ledger is written off the supervisor's loop: with every state
+/// write taking 6 s (the test hook), a mic plugged in is named, streamed and
+/// heard, and the agent answers, all before its name reaches the disk. The
+/// watchdog's probe is answered by that same loop, so it stays fed too.
+#[test]
+fn a_slow_state_disk_holds_up_neither_the_streams_nor_the_agent() {
+    let mut rig = Rig::start_full(
+        Rig::tree(),
+        None,
+        "",
+        &[("HARK_TEST_SLOW_STORE_MS", "6000")],
+        &[("--test-hooks", "")],
+    );
+    let names = rig.tree.path().join("state/names.json");
+    let name = "usb-pnp-sound-device";
+    let mark = rig.h.mark();
+    rig.plug(1, "1-1.4", Some(b"SN-0001"));
+    rig.h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", name)
+    });
+    ffmpeg_pull(&rig.h.url(name), "tcp", 1.5).assert_tone(1.4, 700.0, -15.0);
+    assert_eq!(rig.device_status(1)["status"], "streaming");
+    assert!(
+        !names.exists(),
+        "the name reached the disk before the stream played: the write held the loop"
+    );
+    // The write lands in the end, with the name in it.
+    common::wait_until(Duration::from_secs(30), "names.json to be written", || {
+        names.exists()
+    });
+    let ledger = std::fs::read_to_string(&names).unwrap();
+    assert!(ledger.contains(name), "{ledger}");
+    // A second plug while a write is under way: named and streamed as well.
+    let mark = rig.h.mark();
+    rig.plug(2, "1-1.5", Some(b"SN-0002"));
+    rig.h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "usb-pnp-sound-device-2")
+    });
 }
 
 /// A plugged mic appears on D-Bus with its device's properties (InterfacesAdded),
