@@ -450,7 +450,7 @@ fn reload_applies_each_kind_of_change_or_names_it() {
     let (rep, _) = reload(&mut r, &text);
     assert_eq!(
         rep.needs_restart,
-        vec!["rtsp".to_string(), "health.level_interval_ms".into()]
+        vec!["rtsp.port".to_string(), "health.level_interval_ms".into()]
     );
     assert_eq!(rep.removed, vec!["b".to_string()]);
     let snap = r.m.snapshot();
