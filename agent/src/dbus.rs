@@ -104,7 +104,7 @@ impl Agent {
     /// "rebooting" or "error".
     #[zbus(property)]
     fn deadman_state(&self) -> String {
-        self.snap.deadman.state.to_string()
+        self.snap.deadman.state.as_str().to_string()
     }
 
     /// Reboots the deadman has asked for within its window.

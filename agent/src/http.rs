@@ -185,7 +185,7 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
          refusing, rebooting, error.",
         &["state"],
     )?
-    .with_label_values(&[d.state])
+    .with_label_values(&[d.state.as_str()])
     .set(1);
     int_gauge(
         "hark_deadman_reboots_in_window",

@@ -2,14 +2,11 @@
 //! built by the supervisor after every change and read by every view (D-Bus,
 //! HTTP, metrics, systemd's STATUS=, the deadman).
 //!
-//! A leaf: it imports nothing of the agent but the deadman's status type, so the
-//! views and the supervisor can all depend on it without depending on each
-//! other. States are enums; their `as_str` spellings are part of the HTTP and
+//! A leaf: it imports nothing of the agent, so the views, the supervisor and
+//! the deadman can all depend on it without depending on each other. States are enums; their `as_str` spellings are part of the HTTP and
 //! D-Bus APIs (keep them stable).
 
 use serde::Serialize;
-
-pub use crate::deadman::DeadmanStatus;
 
 /// Where a stream's capture stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -150,6 +147,65 @@ pub struct DeviceStatus {
     pub channels: u32,
 }
 
+/// Where the deadman stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadmanState {
+    #[default]
+    Disabled,
+    /// A reboot would be allowed if the agent cannot work for long enough.
+    Armed,
+    /// No reboot until a boot is marked good.
+    Locked,
+    /// A reboot was wanted and the ledger said no.
+    Refusing,
+    Rebooting,
+    /// The ledger could not be read or written.
+    Error,
+}
+
+impl DeadmanState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadmanState::Disabled => "disabled",
+            DeadmanState::Armed => "armed",
+            DeadmanState::Locked => "locked",
+            DeadmanState::Refusing => "refusing",
+            DeadmanState::Rebooting => "rebooting",
+            DeadmanState::Error => "error",
+        }
+    }
+
+    /// A state an operator must hear about.
+    pub fn needs_attention(self) -> bool {
+        matches!(
+            self,
+            DeadmanState::Locked | DeadmanState::Refusing | DeadmanState::Error
+        )
+    }
+}
+
+/// The deadman as HTTP, D-Bus and STATUS= show it (field names are part of the
+/// HTTP API). Kept by the deadman's monitor; shown with the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DeadmanStatus {
+    pub enabled: bool,
+    pub state: DeadmanState,
+    pub reboots_in_window: u32,
+    pub max_reboots: u32,
+    pub window_s: u64,
+    /// This boot has been marked good.
+    pub good_boot: bool,
+    /// Why it is locked or refusing, or what failed.
+    pub detail: Option<String>,
+}
+
+impl DeadmanStatus {
+    pub fn disabled() -> DeadmanStatus {
+        DeadmanStatus::default()
+    }
+}
+
 /// What the last reload did (the log, STATUS= and D-Bus Reload say the same).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReloadReport {
@@ -238,10 +294,10 @@ impl Snapshot {
     pub fn status_line(&self) -> String {
         let d = &self.deadman;
         let mut line = match d.state {
-            "refusing" | "locked" | "error" if d.enabled => format!(
+            s if s.needs_attention() && d.enabled => format!(
                 "{}; deadman {}: {}",
                 self.summary(),
-                d.state,
+                s.as_str(),
                 d.detail.as_deref().unwrap_or("")
             ),
             _ => self.summary(),

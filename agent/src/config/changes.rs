@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::deadman::ledger::Policy;
+use super::RebootPolicy as Policy;
 
 use super::{
     Config, DeadmanConfig, DevicesConfig, HealthConfig, HttpConfig, RestartConfig, RtspConfig,

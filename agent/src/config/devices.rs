@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use super::locate::{Seg, Validator, alsa_buffer, at};
 use super::schema::{RawDeviceRule, RawDevices, RawSettings};
-use super::validate::{Seg, Validator, alsa_buffer, at};
 use super::{
     ConfigError, DeviceRule, DeviceSettings, DevicesConfig, encoding, parse_vendor_product,
     validate_stream_name,

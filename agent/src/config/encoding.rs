@@ -4,8 +4,8 @@
 //! it leaves out. The same mistake gives the same message everywhere; the error
 //! names the key where the offending value is written.
 
+use super::locate::{Seg, Validator, at};
 use super::schema::RawSettings;
-use super::validate::{Seg, Validator, at};
 use super::{Codec, ConfigError, DeviceSettings};
 
 const DEFAULTS: &[Seg] = &[Seg::Key("defaults")];

@@ -15,6 +15,7 @@
 mod changes;
 mod devices;
 mod encoding;
+mod locate;
 mod parse;
 mod schema;
 mod streams;
@@ -279,11 +280,21 @@ pub struct Config {
     pub deadman: DeadmanConfig,
 }
 
+/// The deadman's reboot limits (`[deadman]`), as its ledger applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebootPolicy {
+    /// At most this many reboots in any `window_s` of counted time.
+    pub max_reboots: u32,
+    pub window_s: u64,
+    /// At least this long between two reboots.
+    pub min_spacing_s: u64,
+}
+
 /// The last-resort reboot, capped by the reboot ledger (`deadman/`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadmanConfig {
     pub enabled: bool,
-    pub policy: crate::deadman::ledger::Policy,
+    pub policy: RebootPolicy,
     /// No stream running for this long, with streams present: ask for a reboot.
     pub unhealthy_after: Duration,
     /// Healthy for this long: mark the boot good.

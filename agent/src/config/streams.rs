@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use super::locate::{Seg, Validator, alsa_buffer, at};
 use super::schema::{RawSettings, RawStream, default_alsa_buffer_ms};
-use super::validate::{Seg, Validator, alsa_buffer, at};
 use super::{ConfigError, Source, SourceKind, StreamSpec, encoding, validate_stream_name};
 
 pub(super) fn validate(

@@ -17,14 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// The limits, from `[deadman]` in the config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// At most this many reboots in any `window_s` of counted time.
-    pub max_reboots: u32,
-    pub window_s: u64,
-    /// At least this long between two reboots.
-    pub min_spacing_s: u64,
-}
+pub use crate::config::RebootPolicy as Policy;
 
 /// The clock as the kernel tells it: which boot this is and how long it has run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

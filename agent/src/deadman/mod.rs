@@ -29,46 +29,19 @@ use crate::config::DeadmanConfig;
 use ledger::{Decision, Ledger, Refusal};
 use reboot::{RebootError, Rebooter};
 
-/// The deadman as HTTP, D-Bus and STATUS= show it (field names are part of the
-/// HTTP API).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct DeadmanStatus {
-    pub enabled: bool,
-    /// `disabled`, `armed`, `locked` (no reboot until a good boot), `refusing`
-    /// (a reboot was wanted and the ledger said no), `rebooting`, or `error`.
-    pub state: &'static str,
-    pub reboots_in_window: u32,
-    pub max_reboots: u32,
-    pub window_s: u64,
-    /// This boot has been marked good.
-    pub good_boot: bool,
-    /// Why it is locked or refusing, or what failed.
-    pub detail: Option<String>,
-}
+pub use crate::state::{DeadmanState, DeadmanStatus};
 
 impl DeadmanStatus {
-    pub fn disabled() -> DeadmanStatus {
-        DeadmanStatus {
-            enabled: false,
-            state: "disabled",
-            reboots_in_window: 0,
-            max_reboots: 0,
-            window_s: 0,
-            good_boot: false,
-            detail: None,
-        }
-    }
-
     /// The status a ledger implies (refusals are added by the caller).
     pub fn of(ledger: &Ledger, now: &ledger::Now, cfg: &DeadmanConfig) -> DeadmanStatus {
         DeadmanStatus {
             enabled: cfg.enabled,
             state: if !cfg.enabled {
-                "disabled"
+                DeadmanState::Disabled
             } else if ledger.locked.is_some() {
-                "locked"
+                DeadmanState::Locked
             } else {
-                "armed"
+                DeadmanState::Armed
             },
             reboots_in_window: ledger.in_window(&cfg.policy),
             max_reboots: cfg.policy.max_reboots,
@@ -76,12 +49,6 @@ impl DeadmanStatus {
             good_boot: ledger.good_this_boot(now),
             detail: ledger.locked.clone(),
         }
-    }
-}
-
-impl Default for DeadmanStatus {
-    fn default() -> Self {
-        DeadmanStatus::disabled()
     }
 }
 

@@ -20,7 +20,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::ledger::{Decision, Refusal, human};
-use super::{DeadmanStatus, Paths, load_off, mark_good, off_runtime, save_or_log_off, store};
+use super::{
+    DeadmanState, DeadmanStatus, Paths, load_off, mark_good, off_runtime, save_or_log_off, store,
+};
 use crate::config::DeadmanConfig;
 use crate::state::Snapshot;
 
@@ -120,14 +122,14 @@ pub async fn run(
                                 "deadman: the agent cannot work; stopping so the service \
                                  manager's deadman can reboot"
                             );
-                            status.state = "rebooting";
+                            status.state = DeadmanState::Rebooting;
                             publish(status);
                             return reason;
                         }
                         Decision::Refuse(r) => {
                             status = DeadmanStatus::of(&l, &n, &cfg);
                             if !matches!(r, Refusal::Locked { .. }) {
-                                status.state = "refusing";
+                                status.state = DeadmanState::Refusing;
                             }
                             status.detail = Some(r.to_string());
                             if last_refusal != Some(discriminant(&r)) {
@@ -150,7 +152,7 @@ pub async fn run(
                     },
                     Err(e) => {
                         tracing::error!(error = %e, "deadman");
-                        status.state = "error";
+                        status.state = DeadmanState::Error;
                         status.detail = Some(e.to_string());
                     }
                 }
@@ -190,7 +192,7 @@ fn register(paths: &Paths, cfg: &DeadmanConfig) -> DeadmanStatus {
         Err(e) => {
             tracing::error!(error = %e, "deadman");
             DeadmanStatus {
-                state: "error",
+                state: DeadmanState::Error,
                 detail: Some(e.to_string()),
                 ..DeadmanStatus::of(&Default::default(), &Default::default(), cfg)
             }
