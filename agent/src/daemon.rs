@@ -24,6 +24,10 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(1500);
 const JOIN_DEADLINE: Duration = Duration::from_millis(1000);
 /// Device events queued before the watcher waits for room.
 const DEVICE_QUEUE: usize = 64;
+/// How long READY=1 waits for the first D-Bus attempt, so that with a working
+/// bus the name is taken before READY (as units ordered after harkd expect),
+/// while a missing or hung bus never holds the streams' readiness back.
+const FIRST_BUS_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -41,10 +45,6 @@ pub enum DaemonError {
     Http(std::net::SocketAddr, std::io::Error),
     #[error("the HTTP endpoint ended: {0}")]
     HttpEnded(String),
-    #[error("cannot serve org.hark.Agent1 on the {0:?} bus: {1}")]
-    Dbus(crate::dbus::Bus, zbus::Error),
-    #[error("the D-Bus connection ended: {0}")]
-    DbusEnded(String),
     #[error("the device watcher ended")]
     WatcherEnded,
     /// A task that must run as long as the agent does ended.
@@ -190,21 +190,33 @@ pub async fn run(
         None => (None, None),
     };
 
-    // 7. D-Bus: objects served, then the name taken; a bus that was asked for
-    // and cannot be had is an error at start.
-    if let Some(b) = bus {
-        let conn = crate::dbus::connect(b, &snapshot, events_tx.clone(), &url_base)
-            .await
-            .map_err(|e| DaemonError::Dbus(b, e))?;
-        tracing::info!(bus = ?b, name = crate::dbus::BUS_NAME, "D-Bus name taken");
-        let (snap, base) = (snapshot.clone(), url_base.clone());
-        tasks.spawn(async move {
-            DaemonError::DbusEnded(match crate::dbus::run(conn, snap, base).await {
-                Ok(()) => "stopped".into(),
-                Err(e) => e.to_string(),
-            })
-        });
-    }
+    // 7. D-Bus, never in the way of the streams: a supervising task connects
+    // (objects served, then the name taken) when it can, retries with backoff
+    // when it cannot, and connects afresh when the bus restarts. Its state
+    // reaches the snapshot through the supervisor, like the deadman's.
+    let bus_status = bus.map(|b| {
+        let (bus_tx, bus_rx) = watch_channel::channel(crate::state::BusStatus::connecting(b));
+        let serve = crate::dbus::serve(
+            b,
+            snapshot.clone(),
+            events_tx.clone(),
+            url_base.clone(),
+            move |st| {
+                let _ = bus_tx.send(st);
+            },
+        );
+        tasks.spawn(forever("D-Bus", serve));
+        let (tx, mut rx) = (events_tx.clone(), bus_rx.clone());
+        tasks.spawn(forever("D-Bus status", async move {
+            loop {
+                let st = rx.borrow_and_update().clone();
+                if tx.send(Event::Bus(st)).await.is_err() || rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        }));
+        bus_rx
+    });
 
     // 8. Signals (and the test hooks) into the supervisor's one queue.
     if hooks.wedge_signals {
@@ -266,13 +278,19 @@ pub async fn run(
     }));
 
     // 10. systemd: READY once the supervisor has handled everything queued so
-    // far (the coldplug pass included), then STATUS= on every change, and the
-    // watchdog fed while the supervisor and the GStreamer thread both answer.
+    // far (the coldplug pass included) and the first D-Bus attempt is over (or
+    // FIRST_BUS_WAIT passed), then STATUS= on every change, and the watchdog
+    // fed while the supervisor and the GStreamer thread both answer.
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let _ = probe_tx.send(ready_tx).await;
     let streams = config.streams.len();
     let status_snap = snapshot.clone();
     tasks.spawn(forever("systemd status", async move {
+        if let Some(mut rx) = bus_status {
+            let first_try_over = rx
+                .wait_for(|b| b.state != crate::state::BusState::Connecting || b.detail.is_some());
+            let _ = tokio::time::timeout(FIRST_BUS_WAIT, first_try_over).await;
+        }
         if ready_rx.await.is_ok() {
             tracing::info!(
                 streams,

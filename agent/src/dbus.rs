@@ -7,6 +7,11 @@
 //! their work to the supervisor through its event channel. Objects are served
 //! before the well-known name is requested, so a client that sees the name finds
 //! the objects. Level properties change on the bus at most once a second.
+//!
+//! Streams never depend on the bus: [`serve`] connects when it can, retries
+//! with backoff while it cannot, and starts over on a fresh connection (every
+//! object served again, `InterfacesAdded` sent again) when the bus goes away.
+//! Its state reaches the snapshot as [`BusStatus`] through the supervisor.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,18 +20,27 @@ use tokio::sync::{mpsc, oneshot, watch};
 use zbus::object_server::SignalEmitter;
 use zbus::{connection, interface};
 
-use crate::state::{Snapshot, StreamStatus};
+use crate::backoff::Backoff;
+use crate::state::{BusState, BusStatus, Snapshot, StreamStatus};
 use crate::supervisor::Event;
 
 pub const BUS_NAME: &str = "org.hark.Agent1";
 pub const ROOT: &str = "/org/hark/Agent1";
 
 /// Which bus to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bus {
-    System,
-    Session,
-}
+pub use crate::state::BusKind as Bus;
+
+/// Retries while the bus cannot be had: 0.5 s doubling to 10 s (with jitter).
+const RETRY: Backoff = Backoff {
+    initial: Duration::from_millis(500),
+    max: Duration::from_secs(10),
+};
+/// One connection attempt (connect, authenticate, serve, take the name) at most.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that lasted this long resets the retry delays.
+const STABLE: Duration = Duration::from_secs(30);
+/// Closing a connection the agent gives up on (the bus may not answer).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Errors returned to D-Bus callers, as `org.hark.Error.<Variant>`.
 #[derive(Debug, zbus::DBusError)]
@@ -352,6 +366,138 @@ pub async fn connect(
         .name(BUS_NAME)?
         .build()
         .await
+}
+
+/// Serves `org.hark.Agent1` for as long as the agent runs, whatever the bus
+/// does: connects (objects, then the name), mirrors the snapshot, and when the
+/// bus is not there or goes away, says so through `status`, logs it once per
+/// outage, and connects again with backoff. Every connection starts afresh:
+/// the root objects are served on it and the mirror begins from nothing, so
+/// every stream's object is added (with `InterfacesAdded`) again.
+///
+/// A lost bus is seen by [`zbus::Connection::closed`]: zbus's socket reader
+/// marks the connection closed as soon as a read fails or the socket reaches
+/// end-of-file, which is what a dbus-daemon that exits or is killed leaves.
+/// A mirror that fails to write to the bus ends the connection too.
+///
+/// Returns only when the snapshot channel closes, i.e. never while the agent
+/// runs (it then waits forever: shutdown is under way).
+pub async fn serve(
+    bus: Bus,
+    snapshot: watch::Receiver<Snapshot>,
+    events: mpsc::Sender<Event>,
+    rtsp_url_base: String,
+    status: impl Fn(BusStatus),
+) {
+    let mut st = BusStatus::connecting(bus);
+    status(st.clone());
+    // Retries in this outage; after a loss it starts from the number of
+    // connections in a row that did not last STABLE (a bus that drops us at
+    // once is not retried in a tight loop).
+    let mut attempt: u32 = 0;
+    let mut short_lived: u32 = 0;
+    // Whether this outage has been logged as a warning yet (a loss is logged
+    // when it happens, so only an outage at start needs the flag).
+    let mut warned = false;
+    let mut connected_before = false;
+    loop {
+        let tried = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            connect(bus, &snapshot, events.clone(), &rtsp_url_base),
+        )
+        .await;
+        let conn = match tried {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                retry_later(
+                    bus,
+                    &mut st,
+                    &status,
+                    &mut warned,
+                    &mut attempt,
+                    e.to_string(),
+                )
+                .await;
+                continue;
+            }
+            Err(_) => {
+                let why = format!("no answer within {} s", CONNECT_TIMEOUT.as_secs());
+                retry_later(bus, &mut st, &status, &mut warned, &mut attempt, why).await;
+                continue;
+            }
+        };
+        let up = Instant::now();
+        if connected_before {
+            st.reconnects += 1;
+        }
+        connected_before = true;
+        st.state = BusState::Connected;
+        st.detail = None;
+        status(st.clone());
+        tracing::info!(
+            bus = bus.as_str(),
+            name = BUS_NAME,
+            reconnects = st.reconnects,
+            "D-Bus name taken"
+        );
+        let why = tokio::select! {
+            r = run(conn.clone(), snapshot.clone(), rtsp_url_base.clone()) => match r {
+                Ok(()) => {
+                    // The supervisor is gone: the agent is shutting down.
+                    std::future::pending::<()>().await;
+                    return;
+                }
+                Err(e) => format!("mirroring onto the bus failed: {e}"),
+            },
+            () = conn.closed() => "the bus closed the connection".to_string(),
+        };
+        // Let go of the name and the socket before trying again (a bus that is
+        // still there must not see two of us).
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close()).await;
+        short_lived = if up.elapsed() >= STABLE {
+            0
+        } else {
+            short_lived.saturating_add(1)
+        };
+        attempt = short_lived;
+        st.state = BusState::Lost;
+        tracing::warn!(
+            bus = bus.as_str(),
+            error = %why,
+            "D-Bus connection lost; streams are not affected, reconnecting"
+        );
+        warned = true;
+        st.detail = Some(why);
+        status(st.clone());
+        tokio::time::sleep(RETRY.delay(attempt, fastrand::f64())).await;
+        attempt = attempt.saturating_add(1);
+    }
+}
+
+/// A failed attempt: shown (and logged once per outage), then the backoff.
+async fn retry_later(
+    bus: Bus,
+    st: &mut BusStatus,
+    status: &impl Fn(BusStatus),
+    warned: &mut bool,
+    attempt: &mut u32,
+    why: String,
+) {
+    let delay = RETRY.delay(*attempt, fastrand::f64());
+    if *warned {
+        tracing::debug!(bus = bus.as_str(), error = %why, retry_ms = delay.as_millis() as u64, "D-Bus still not available");
+    } else {
+        tracing::warn!(
+            bus = bus.as_str(),
+            error = %why,
+            "D-Bus not available; streams run without it, retrying"
+        );
+        *warned = true;
+    }
+    st.detail = Some(why);
+    status(st.clone());
+    tokio::time::sleep(delay).await;
+    *attempt = attempt.saturating_add(1);
 }
 
 /// Mirrors the snapshot onto the bus until the snapshot channel closes.

@@ -148,6 +148,7 @@ fn status_json(snap: &Snapshot, ctx: &Context) -> String {
         "streams": snap.streams,
         "devices": snap.devices,
         "deadman": snap.deadman,
+        "dbus": snap.bus,
     });
     let mut s = body.to_string();
     s.push('\n');
@@ -201,6 +202,29 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
     )?
     .with_label_values(&[] as &[&str])
     .set(i64::from(d.max_reboots));
+    // Only when a bus was asked for: with `--bus none` there is nothing to alert on.
+    if snap.bus.wanted.is_some() {
+        int_gauge(
+            "hark_dbus_connected",
+            "1 when org.hark.Agent1 is served on the bus harkd was asked to use \
+             (streams do not depend on it).",
+            &[],
+        )?
+        .with_label_values(&[] as &[&str])
+        .set(i64::from(
+            snap.bus.state == crate::state::BusState::Connected,
+        ));
+        let c = IntCounterVec::new(
+            Opts::new(
+                "hark_dbus_reconnects_total",
+                "Times harkd connected to the bus again after losing it.",
+            ),
+            &[],
+        )?;
+        reg.register(Box::new(c.clone()))?;
+        c.with_label_values(&[] as &[&str])
+            .inc_by(snap.bus.reconnects);
+    }
     let running = int_gauge(
         "hark_stream_running",
         "1 when the stream's audio is flowing.",
@@ -309,6 +333,7 @@ mod tests {
             }],
             deadman: Default::default(),
             pending_restart: vec![],
+            bus: Default::default(),
         };
         let (_tx, rx) = watch::channel(Snapshot::default());
         let ctx = Context {
@@ -332,5 +357,28 @@ mod tests {
     #[test]
     fn no_streams_is_healthy() {
         assert_eq!(unhealthy(&Snapshot::default()), None);
+    }
+
+    #[test]
+    fn the_bus_gauge_is_there_only_when_a_bus_is_wanted() {
+        let (_tx, rx) = watch::channel(Snapshot::default());
+        let ctx = Context {
+            snapshot: rx,
+            started: Instant::now(),
+            rtsp_port: 8554,
+        };
+        let mut snap = Snapshot::default();
+        let text = metrics(&snap, &ctx).unwrap();
+        assert!(!text.contains("hark_dbus_connected"), "{text}");
+        snap.bus = crate::state::BusStatus::connecting(crate::state::BusKind::System);
+        snap.bus.reconnects = 2;
+        // A bus that is down does not make the agent unhealthy.
+        assert_eq!(unhealthy(&snap), None);
+        let text = metrics(&snap, &ctx).unwrap();
+        assert!(text.contains("\nhark_dbus_connected 0\n"), "{text}");
+        assert!(text.contains("\nhark_dbus_reconnects_total 2\n"), "{text}");
+        snap.bus.state = crate::state::BusState::Connected;
+        let text = metrics(&snap, &ctx).unwrap();
+        assert!(text.contains("\nhark_dbus_connected 1\n"), "{text}");
     }
 }

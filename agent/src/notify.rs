@@ -21,7 +21,8 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-/// Start-up has finished: RTSP bound, coldplug done, D-Bus name taken.
+/// Start-up has finished: RTSP bound, coldplug done, D-Bus name taken (or its
+/// first attempt over: the bus never holds readiness back for long).
 pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }

@@ -250,6 +250,79 @@ impl ReloadReport {
     }
 }
 
+/// Which D-Bus bus the agent serves `org.hark.Agent1` on (`--bus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    System,
+    Session,
+}
+
+impl BusKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusKind::System => "system",
+            BusKind::Session => "session",
+        }
+    }
+}
+
+/// Where the D-Bus connection stands. Streams never wait for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusState {
+    /// No bus was asked for (`--bus none`).
+    #[default]
+    Disabled,
+    /// Not connected yet (the first attempt, or retrying since start).
+    Connecting,
+    /// Connected, objects served and the name taken.
+    Connected,
+    /// Was connected, lost it; retrying.
+    Lost,
+}
+
+impl BusState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusState::Disabled => "disabled",
+            BusState::Connecting => "connecting",
+            BusState::Connected => "connected",
+            BusState::Lost => "lost",
+        }
+    }
+}
+
+/// The D-Bus control plane as HTTP, metrics and STATUS= show it (field names
+/// are part of the HTTP API).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BusStatus {
+    /// The bus asked for; `None` with `--bus none`.
+    pub wanted: Option<BusKind>,
+    pub state: BusState,
+    /// Why it is not connected (the last error); `None` when connected.
+    pub detail: Option<String>,
+    /// Times the agent connected again after losing the bus.
+    pub reconnects: u64,
+}
+
+impl BusStatus {
+    /// A bus was asked for and the first attempt is under way.
+    pub fn connecting(bus: BusKind) -> BusStatus {
+        BusStatus {
+            wanted: Some(bus),
+            state: BusState::Connecting,
+            detail: None,
+            reconnects: 0,
+        }
+    }
+
+    /// A bus was asked for and is not connected.
+    pub fn wanted_but_down(&self) -> bool {
+        self.wanted.is_some() && self.state != BusState::Connected
+    }
+}
+
 /// An immutable picture of the agent, published after every change.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Snapshot {
@@ -259,6 +332,8 @@ pub struct Snapshot {
     /// Keys of the running configuration that changed on disk and wait for a
     /// restart (empty when the running configuration is the file's).
     pub pending_restart: Vec<String>,
+    /// The D-Bus connection (shown, never a reason to call the agent unhealthy).
+    pub bus: BusStatus,
 }
 
 impl Snapshot {
@@ -290,7 +365,8 @@ impl Snapshot {
     }
 
     /// `summary` plus what an operator must act on: the deadman when it has
-    /// something to say, and keys waiting for a restart. systemd's STATUS=.
+    /// something to say, a D-Bus connection that was asked for and is down, and
+    /// keys waiting for a restart. systemd's STATUS=.
     pub fn status_line(&self) -> String {
         let d = &self.deadman;
         let mut line = match d.state {
@@ -302,6 +378,15 @@ impl Snapshot {
             ),
             _ => self.summary(),
         };
+        if self.bus.wanted_but_down() {
+            line.push_str(&format!(
+                "; D-Bus not connected: {}",
+                self.bus
+                    .detail
+                    .as_deref()
+                    .unwrap_or(self.bus.state.as_str())
+            ));
+        }
         if !self.pending_restart.is_empty() {
             line.push_str(&format!(
                 "; restart to apply {}",
@@ -357,6 +442,48 @@ mod tests {
             snap.status_line(),
             "0 streams running; restart to apply rtsp.port"
         );
+    }
+
+    #[test]
+    fn a_bus_down_is_in_the_status_line_only_when_wanted() {
+        let mut snap = Snapshot::default();
+        assert_eq!(snap.status_line(), "0 streams running");
+        snap.bus = BusStatus::connecting(BusKind::System);
+        assert_eq!(
+            snap.status_line(),
+            "0 streams running; D-Bus not connected: connecting"
+        );
+        snap.bus.state = BusState::Lost;
+        snap.bus.detail = Some("the bus closed the connection".into());
+        snap.pending_restart = vec!["rtsp.port".into()];
+        assert_eq!(
+            snap.status_line(),
+            "0 streams running; D-Bus not connected: the bus closed the connection; \
+             restart to apply rtsp.port"
+        );
+        snap.bus.state = BusState::Connected;
+        snap.bus.detail = None;
+        assert_eq!(
+            snap.status_line(),
+            "0 streams running; restart to apply rtsp.port"
+        );
+        assert_eq!(
+            serde_json::to_value(&snap.bus).unwrap(),
+            serde_json::json!({
+                "wanted": "system", "state": "connected", "detail": null, "reconnects": 0
+            })
+        );
+        for s in [
+            BusState::Disabled,
+            BusState::Connecting,
+            BusState::Connected,
+            BusState::Lost,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
     }
 
     #[test]

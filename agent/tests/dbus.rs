@@ -2,7 +2,10 @@
 //! `busctl` introspection and tree, property values that match the running
 //! streams, GetManagedObjects, objects coming and going with
 //! InterfacesAdded/InterfacesRemoved (seen by `dbus-monitor`), typed errors, and
-//! the shipped policy: anyone may read, only root may call methods.
+//! the shipped policy: anyone may read, only root may call methods. And the
+//! control plane is not in the streams' way: harkd streams without a bus and
+//! connects when one appears, and survives a bus restart (reconnects, serves
+//! every object again) without a dropout.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,10 +13,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::bus::Bus;
-use common::{is_event, msg};
+use common::bus::{self, Bus};
+use common::{FfmpegClient, Harkd, http_get, http_get_full, is_event, msg};
+use serde_json::Value;
 
 const TONE: &str = "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n[devices]\nenabled = false\n\n[[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
 
@@ -268,4 +272,181 @@ fn the_shipped_policy_lets_anyone_read_and_only_root_act() {
         ],
     );
     assert!(!ok);
+}
+
+/// The `dbus` object of `/api/v1/status`, with the agent's `state`.
+fn dbus_status(h: &Harkd) -> (Value, String) {
+    let status: Value = serde_json::from_str(&http_get(h.http_port, "/api/v1/status")).unwrap();
+    (
+        status["dbus"].clone(),
+        status["state"].as_str().unwrap_or("").into(),
+    )
+}
+
+/// Waits (15 s at most) until the status endpoint shows the bus in `state`;
+/// returns its `dbus` object.
+fn wait_bus_state(h: &Harkd, state: &str) -> Value {
+    common::wait_for(
+        Duration::from_secs(15),
+        &format!("dbus.state {state:?} in /api/v1/status"),
+        || {
+            let (b, _) = dbus_status(h);
+            if b["state"] == state {
+                Ok(b)
+            } else {
+                Err(b.to_string())
+            }
+        },
+    )
+    .0
+}
+
+/// The `hark_dbus_connected` sample, if any.
+fn dbus_connected_metric(h: &Harkd) -> Option<String> {
+    http_get(h.http_port, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("hark_dbus_connected "))
+        .map(str::to_string)
+}
+
+#[test]
+fn streams_run_without_the_bus_and_the_agent_connects_when_it_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("bus");
+    // Nothing listens at the address yet: harkd must start all the same.
+    let h = bus::harkd_at(&bus::address_of(&socket), TONE);
+    h.wait_log(Duration::from_secs(10), |v| {
+        msg(v) == "D-Bus not available; streams run without it, retrying"
+    });
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "tone")
+    });
+    common::ffmpeg_pull(&h.url("tone"), "tcp", 1.5).assert_tone(1.4, 1000.0, -15.0);
+
+    // The flag, with a reason; the streams are healthy all the same.
+    let b = wait_bus_state(&h, "connecting");
+    assert_eq!(b["wanted"], "session", "{b}");
+    assert!(
+        b["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "no reason given: {b}"
+    );
+    let (_, state) = dbus_status(&h);
+    assert_eq!(state, "running");
+    let (code, body) = http_get_full(h.http_port, "/healthz");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(dbus_connected_metric(&h).as_deref(), Some("0"));
+    // Retries are not each a warning.
+    let warnings = h.logs_after(0, |v| {
+        v["level"] == "WARN" && v["target"] == "hark_agent::dbus"
+    });
+    assert_eq!(warnings.len(), 1, "{}", h.raw_log());
+
+    // A bus appears where harkd looks for one: it connects on its own.
+    let mark = h.mark();
+    let t = Instant::now();
+    let bus = Bus::open_at(&socket);
+    h.wait_log_after(mark, Duration::from_secs(30), |v| {
+        msg(v) == "D-Bus name taken"
+    });
+    eprintln!(
+        "FIGURE dbus: name taken {:?} after the bus appeared",
+        t.elapsed()
+    );
+    let (ok, out) = bus.busctl(&["tree", "org.hark.Agent1"]);
+    assert!(ok && out.contains("/org/hark/Agent1/device/tone"), "{out}");
+    let (ok, out) = bus.busctl(&[
+        "introspect",
+        "org.hark.Agent1",
+        "/org/hark/Agent1/device/tone",
+    ]);
+    assert!(
+        ok && out.contains("org.hark.Device1") && out.contains(".StreamState"),
+        "{out}"
+    );
+    let b = wait_bus_state(&h, "connected");
+    assert_eq!(b["detail"], Value::Null, "{b}");
+    assert_eq!(b["reconnects"], 0, "{b}");
+    assert_eq!(dbus_connected_metric(&h).as_deref(), Some("1"));
+}
+
+#[test]
+fn a_bus_restart_under_a_streaming_agent_loses_no_audio_and_republishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("bus");
+    let bus = Bus::open_at(&socket);
+    let h = bus.harkd(TONE);
+    h.wait_log(Duration::from_secs(10), |v| msg(v) == "D-Bus name taken");
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "tone")
+    });
+    wait_bus_state(&h, "connected");
+    let mut client = FfmpegClient::start(&h.url("tone"), "tcp");
+    client.wait_audio(0.5, Duration::from_secs(30));
+    let before = client.seconds();
+    let outage = Instant::now();
+
+    // The bus dies (SIGKILL, as a crash): harkd says so and keeps streaming.
+    let mark = h.mark();
+    bus.kill();
+    let b = wait_bus_state(&h, "lost");
+    eprintln!(
+        "FIGURE dbus: lost shown {:?} after the bus was killed",
+        outage.elapsed()
+    );
+    assert!(
+        b["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "no reason given: {b}"
+    );
+    assert_eq!(dbus_connected_metric(&h).as_deref(), Some("0"));
+    let (code, body) = http_get_full(h.http_port, "/healthz");
+    assert_eq!(code, 200, "{body}");
+    h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        v["level"] == "WARN" && msg(v).starts_with("D-Bus connection lost")
+    });
+
+    // A new bus on the same socket: harkd reconnects and serves every object
+    // again.
+    let t = Instant::now();
+    let bus = Bus::open_at(&socket);
+    h.wait_log_after(mark, Duration::from_secs(30), |v| {
+        msg(v) == "D-Bus name taken"
+    });
+    let reconnect = t.elapsed();
+    eprintln!("FIGURE dbus: name taken again {reconnect:?} after the bus restarted");
+    let dev = "/org/hark/Agent1/device/tone";
+    let (ok, out) = bus.busctl(&["tree", "org.hark.Agent1"]);
+    assert!(ok && out.contains(dev), "{out}");
+    let (ok, out) = bus.busctl(&[
+        "get-property",
+        "org.hark.Agent1",
+        dev,
+        "org.hark.Device1",
+        "StreamState",
+    ]);
+    assert!(ok && out.trim() == "s \"running\"", "{out}");
+    let (ok, out) = bus.busctl(&[
+        "get-property",
+        "org.hark.Agent1",
+        "/org/hark/Agent1",
+        "org.hark.Agent1",
+        "StreamCount",
+    ]);
+    assert!(ok && out.trim() == "u 1", "{out}");
+    let b = wait_bus_state(&h, "connected");
+    assert_eq!(b["reconnects"], 1, "{b}");
+    assert_eq!(dbus_connected_metric(&h).as_deref(), Some("1"));
+    // Only one warning of harkd's for the outage, however many retries it
+    // took (zbus may add its own about the socket it lost).
+    let warnings = h.logs_after(mark, |v| {
+        v["level"] == "WARN" && v["target"] == "hark_agent::dbus"
+    });
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+
+    // The client played through it all: half a second past the reconnect at
+    // least, and every 250 ms window holds the tone.
+    let want = before + outage.elapsed().as_secs_f64() + 0.5;
+    client.wait_audio(want, Duration::from_secs(30));
+    let pcm = client.stop();
+    pcm.assert_unbroken(want, 1000.0, -15.0);
+    assert_eq!(common::restarts(&h, "tone"), Some(0));
 }

@@ -17,8 +17,8 @@ use crate::devices::naming::{Assignment, Ledger};
 use crate::devices::scan::Card;
 use crate::health::{Action, Input as HealthInput, Note, Policy, StreamHealth};
 use crate::state::{
-    DeadmanStatus, DeviceState, DeviceStatus, ReloadReport, Snapshot, SourceKind, StreamState,
-    StreamStatus,
+    BusStatus, DeadmanStatus, DeviceState, DeviceStatus, ReloadReport, Snapshot, SourceKind,
+    StreamState, StreamStatus,
 };
 
 /// Everything the machine reacts to.
@@ -69,6 +69,8 @@ pub enum Input {
         name: String,
     },
     Deadman(DeadmanStatus),
+    /// The D-Bus connection's state changed (shown, never acted on).
+    Bus(BusStatus),
 }
 
 /// What the shell must do, in order.
@@ -186,6 +188,7 @@ pub struct Machine {
     devices: BTreeMap<u32, Device>,
     ledger: Ledger,
     deadman: DeadmanStatus,
+    bus: BusStatus,
     pending_restart: Vec<String>,
     /// Unix seconds for the ledger's first/last seen (set by the shell).
     pub unix_now: u64,
@@ -203,6 +206,7 @@ impl Machine {
             devices: BTreeMap::new(),
             ledger,
             deadman: DeadmanStatus::default(),
+            bus: BusStatus::default(),
             pending_restart: Vec::new(),
             unix_now: 0,
             rng: fastrand::Rng::with_seed(seed),
@@ -276,6 +280,10 @@ impl Machine {
             Input::Restart { name } => Answer::Restart(self.restart(&name, now)),
             Input::Deadman(d) => {
                 self.deadman = d;
+                Answer::None
+            }
+            Input::Bus(b) => {
+                self.bus = b;
                 Answer::None
             }
         };
@@ -792,6 +800,7 @@ impl Machine {
                 .collect(),
             deadman: self.deadman.clone(),
             pending_restart: self.pending_restart.clone(),
+            bus: self.bus.clone(),
         }
     }
 }

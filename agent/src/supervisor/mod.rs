@@ -31,7 +31,7 @@ use crate::devices::naming::Ledger;
 use crate::devices::scan::Card;
 use crate::devices::watch::DeviceEvent;
 use crate::media::{Inbox, MediaEvent, MediaHandle};
-use crate::state::{DeadmanStatus, ReloadReport, Snapshot};
+use crate::state::{BusStatus, DeadmanStatus, ReloadReport, Snapshot};
 use machine::{Answer, Effect, Input, Machine, TICK};
 
 /// Requests queued for the supervisor before their senders wait.
@@ -57,6 +57,8 @@ pub enum Event {
     Shutdown,
     /// The deadman's state changed (shown with the snapshot).
     Deadman(DeadmanStatus),
+    /// The D-Bus connection's state changed (shown with the snapshot).
+    Bus(BusStatus),
     /// Test hook (`--test-hooks`, SIGUSR2): the loop stops answering, as a
     /// deadlocked agent would, so tests can watch the watchdog act.
     Wedge,
@@ -278,6 +280,7 @@ impl Supervisor {
                     }
                     Some(Event::Shutdown) | None => break Ok(()),
                     Some(Event::Deadman(d)) => { self.apply(Input::Deadman(d)); }
+                    Some(Event::Bus(b)) => { self.apply(Input::Bus(b)); }
                     Some(Event::Wedge) => {
                         tracing::warn!("test hook: the supervisor stops answering");
                         std::future::pending::<()>().await;

@@ -2,17 +2,28 @@
 //! `busctl` against it (as root or as an unprivileged uid).
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Harkd;
 
-/// A private bus: `dbus-daemon` with `config`, listening in `dir`.
+/// A private bus: `dbus-daemon` with `config`, listening on a unix socket.
 pub struct Bus {
     child: Child,
+    /// `unix:path=<socket>`, without the daemon's guid, so that the address
+    /// still reaches a new daemon started on the same socket.
     pub address: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Everyone may do anything, as on a session bus.
+const OPEN: &str = r#"<policy context="default"><allow user="*"/><allow own="*"/><allow send_type="method_call"/><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/></policy>"#;
+
+/// `unix:path=<socket>`: what clients of a bus at `socket` are given.
+pub fn address_of(socket: &Path) -> String {
+    format!("unix:path={}", socket.display())
 }
 
 impl Bus {
@@ -24,8 +35,18 @@ impl Bus {
             .arg(dir.path())
             .status()
             .unwrap();
-        let socket = dir.path().join("bus");
-        let conf = dir.path().join("bus.conf");
+        let mut bus = Bus::start_at(&dir.path().join("bus"), policy);
+        bus._dir = Some(dir);
+        bus
+    }
+
+    /// A bus listening at `socket` (its config beside it, `<socket>.conf`);
+    /// returns once it accepts connections. The caller owns the directory, so
+    /// a bus can be started where a client already looks for one, and started
+    /// again on the same path after it was killed (dbus-daemon replaces a
+    /// stale socket file).
+    pub fn start_at(socket: &Path, policy: &str) -> Bus {
+        let conf = socket.with_extension("conf");
         std::fs::write(
             &conf,
             format!(
@@ -49,6 +70,7 @@ impl Bus {
             .stderr(Stdio::piped())
             .spawn()
             .expect("dbus-daemon");
+        // Printed once the daemon listens.
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -56,16 +78,24 @@ impl Bus {
         assert!(line.starts_with("unix:"), "dbus-daemon said {line:?}");
         Bus {
             child,
-            address: line.trim().to_string(),
-            _dir: dir,
+            address: address_of(socket),
+            _dir: None,
         }
     }
 
     /// A bus like a session bus: everyone may do anything.
     pub fn open() -> Bus {
-        Bus::start(
-            r#"<policy context="default"><allow user="*"/><allow own="*"/><allow send_type="method_call"/><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/></policy>"#,
-        )
+        Bus::start(OPEN)
+    }
+
+    /// As [`Bus::open`], listening at `socket`.
+    pub fn open_at(socket: &Path) -> Bus {
+        Bus::start_at(socket, OPEN)
+    }
+
+    /// Kills the daemon (SIGKILL, as a crash would) and reaps it.
+    pub fn kill(self) {
+        drop(self);
     }
 
     pub fn busctl(&self, args: &[&str]) -> (bool, String) {
@@ -102,12 +132,18 @@ impl Bus {
     }
 
     pub fn harkd(&self, config: &str) -> Harkd {
-        Harkd::start_with_args(
-            config,
-            &[("DBUS_SESSION_BUS_ADDRESS", &self.address)],
-            &[("--bus", "session")],
-        )
+        harkd_at(&self.address, config)
     }
+}
+
+/// harkd serving on the bus at `address` (`--bus session`), whether or not a
+/// bus runs there.
+pub fn harkd_at(address: &str, config: &str) -> Harkd {
+    Harkd::start_with_args(
+        config,
+        &[("DBUS_SESSION_BUS_ADDRESS", address)],
+        &[("--bus", "session")],
+    )
 }
 
 impl Drop for Bus {
