@@ -148,6 +148,7 @@ fn status_json(snap: &Snapshot, ctx: &Context) -> String {
         "streams": snap.streams,
         "devices": snap.devices,
         "deadman": snap.deadman,
+        "pending_restart": snap.pending_restart,
         "dbus": snap.bus,
     });
     let mut s = body.to_string();

@@ -11,8 +11,8 @@ mod common;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use common::fixture;
 use common::{FifoMic, Harkd, ffmpeg_pull, is_event, msg};
-use hark_agent::devices::scan::fixture;
 
 struct Rig {
     mic: FifoMic,
@@ -474,6 +474,42 @@ fn a_slow_state_disk_holds_up_neither_the_streams_nor_the_agent() {
     rig.h.wait_log_after(mark, Duration::from_secs(10), |v| {
         is_event(v, "audio is flowing", "usb-pnp-sound-device-2")
     });
+}
+
+/// A reload applies new encoding settings to mics already streaming: the
+/// stream restarts with them (it used to keep the old ones without a word).
+#[test]
+fn a_reload_applies_new_settings_to_a_streaming_mic() {
+    let mut rig = Rig::start();
+    let name = "usb-pnp-sound-device";
+    let mark = rig.h.mark();
+    rig.plug(1, "1-1.4", Some(b"SN-0001"));
+    rig.h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", name)
+    });
+    let url = rig.h.url(name);
+    assert_eq!(common::describe_audio(&url).encoding, "OPUS");
+    let text = std::fs::read_to_string(rig.h.config_path()).unwrap();
+    let mark = rig.h.mark();
+    rig.h
+        .reload(&format!("{text}\n[defaults]\ncodec = \"l16\"\n"));
+    let line = rig.h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        msg(v) == "configuration reloaded"
+    });
+    assert!(
+        line["report"].as_str().unwrap().contains("1 changed"),
+        "{line}"
+    );
+    rig.h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", name)
+    });
+    let sdp = common::describe_audio(&url);
+    assert_eq!(
+        (sdp.encoding.as_str(), sdp.clock_rate),
+        ("L16", 48_000),
+        "{sdp:?}"
+    );
+    ffmpeg_pull(&url, "tcp", 1.5).assert_tone(1.4, 700.0, -15.0);
 }
 
 /// A plugged mic appears on D-Bus with its device's properties (InterfacesAdded),

@@ -171,3 +171,46 @@ fn shutdown_with_clients_is_graceful_and_bounded() {
         );
     }
 }
+
+/// A reload applies what it can at once and names, in the log and in the
+/// status (STATUS= and D-Bus say the same), every changed key that waits for a
+/// restart; the running listener stays where it was until then.
+#[test]
+fn a_reload_names_the_keys_that_need_a_restart() {
+    let h = Harkd::start(&config(false));
+    h.wait_log(Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "keep")
+    });
+    let other_port = common::free_port();
+    let moved = config(true).replace("port = @PORT@", &format!("port = {other_port}"));
+    let mark = h.mark();
+    h.reload(&moved);
+    let line = h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        msg(v) == "configuration reloaded"
+    });
+    assert_eq!(line["needs_restart"], "[\"rtsp.port\"]", "{line}");
+    assert!(
+        line["report"]
+            .as_str()
+            .unwrap()
+            .contains("restart harkd to apply rtsp.port"),
+        "{line}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&common::http_get(h.http_port, "/api/v1/status")).unwrap();
+    assert_eq!(status["pending_restart"], serde_json::json!(["rtsp.port"]));
+    // The rest applied: the new stream plays, on the port still in use.
+    h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        is_event(v, "audio is flowing", "extra")
+    });
+    ffmpeg_pull(&h.url("extra"), "tcp", 1.0).assert_tone(0.9, 300.0, -15.0);
+    // Back to the running port: nothing waits any more.
+    let mark = h.mark();
+    h.reload(&config(true));
+    h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        msg(v) == "configuration reloaded"
+    });
+    let status: serde_json::Value =
+        serde_json::from_str(&common::http_get(h.http_port, "/api/v1/status")).unwrap();
+    assert_eq!(status["pending_restart"], serde_json::json!([]));
+}

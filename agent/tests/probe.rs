@@ -12,7 +12,7 @@ mod common;
 
 use std::process::Command;
 
-use hark_agent::devices::scan::fixture::{self, UsbCard};
+use common::fixture::{self, UsbCard};
 
 fn stream(title: &str, alts: &[(&str, u32, &str)]) -> String {
     let mut s = format!(

@@ -6,6 +6,8 @@
 
 pub mod asound;
 pub mod discover;
+#[cfg(test)]
+pub mod fixture;
 pub mod hwprobe;
 pub mod identity;
 pub mod ledger;

@@ -418,7 +418,7 @@ impl Source {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::scan::fixture;
+    use crate::devices::fixture;
 
     /// A USB mic with a capture PCM and no stream file, on port 1-3.
     fn mic(index: u32) -> fixture::UsbCard<'static> {

@@ -4,6 +4,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bus;
+#[path = "../../src/devices/fixture.rs"]
+pub mod fixture;
 pub mod rtsp_client;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -174,12 +176,9 @@ impl Harkd {
     }
 
     /// Rewrites the config (same port) and sends SIGHUP.
+    /// Writes `config` (ports filled in as at start) and sends SIGHUP.
     pub fn reload(&self, config: &str) {
-        std::fs::write(
-            self.config_path(),
-            config.replace("@PORT@", &self.port.to_string()),
-        )
-        .unwrap();
+        std::fs::write(self.config_path(), fill(config, self.port, self.http_port)).unwrap();
         self.signal("HUP");
     }
 
