@@ -83,6 +83,20 @@ async fn join_within(name: &str, thread: std::thread::JoinHandle<()>, limit: Dur
     }
 }
 
+/// What the start-up steps share: the tasks they start, the supervisor's
+/// queue, the snapshot the views read, and the media handle.
+struct Parts {
+    config: Arc<Config>,
+    tasks: JoinSet<DaemonError>,
+    events: mpsc::Sender<Event>,
+    snapshot: watch_channel::Receiver<crate::state::Snapshot>,
+    media: media::MediaHandle,
+    url_base: String,
+}
+
+/// A watcher thread, for the run and for shutdown.
+type WatcherParts = (Option<watch::Ended>, Option<std::thread::JoinHandle<()>>);
+
 pub async fn run(
     config: Config,
     devices: watch::Source,
@@ -91,40 +105,20 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let started = Instant::now();
     let config = Arc::new(config);
-    let mut tasks: JoinSet<DaemonError> = JoinSet::new();
 
     // 1. Signals first, so a SIGTERM during start-up is not lost.
-    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+    let signals = Signals::install()?;
 
     // 2. The media thread: GStreamer, and the RTSP server bound to its port.
     let (reports, inbox) = media::reports::channel();
     let (media, media_thread) = media::spawn(&config.rtsp, config.health.level_interval, reports)?;
-    let host = match config.rtsp.bind {
-        ip if ip.is_unspecified() => "<host>".to_string(),
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
-    };
-    let url_base = format!("rtsp://{host}:{}/", media.port);
+    let url_base = url_base(&config, media.port);
     tracing::info!(url_base = %url_base, auth = config.rtsp.auth.is_some(), "RTSP server listening");
 
     // 3. The name ledger: which device got which name, across reboots (read on
     // a blocking thread; written by its own thread from now on).
     let ledger_path = config.devices.state_dir.join("names.json");
-    let unix_now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let path = ledger_path.clone();
-    let (names, problem) = tokio::task::spawn_blocking(move || ledger::load(&path, unix_now))
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "name ledger not read");
-            (Default::default(), None)
-        });
-    if let Some(p) = problem {
-        tracing::error!(error = %p, "name ledger");
-    }
+    let names = load_names(ledger_path.clone()).await;
     let writer = store::Writer::spawn(ledger_path).map_err(DaemonError::Store)?;
 
     // 4. The supervisor, which owns the streams and starts their pipelines.
@@ -138,180 +132,33 @@ pub async fn run(
         devices.roots.sysfs.clone(),
         writer,
     );
+    let mut p = Parts {
+        config: config.clone(),
+        tasks: JoinSet::new(),
+        events: events_tx,
+        snapshot,
+        media: media.clone(),
+        url_base,
+    };
 
     // 5. The HTTP endpoint (loopback unless configured otherwise), bound now so
     // a taken port is an error at start, not later.
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|e| DaemonError::Http(config.http.listen, e))?;
-    tracing::info!(listen = %config.http.listen, "HTTP status endpoint listening");
-    let ctx = crate::http::Context {
-        snapshot: snapshot.clone(),
-        started,
-        rtsp_port: media.port,
-    };
-    tasks.spawn(async move {
-        DaemonError::HttpEnded(match crate::http::serve(listener, ctx).await {
-            Ok(()) => "stopped".into(),
-            Err(e) => e.to_string(),
-        })
-    });
-
-    // 6. Devices: the watcher first, then the cards present now (named
-    // together; read on a blocking thread, since probing a card that is not
-    // USB opens it), then hotplug. A card plugged in between is seen twice at
-    // worst (a re-announcement of the same device changes nothing).
-    let mut watcher = None;
-    if config.devices.enabled {
-        let (dev_tx, mut dev_rx) = mpsc::channel(DEVICE_QUEUE);
-        let w = match &devices.injected {
-            Some(path) => watch::spawn_injected(path.clone(), devices.roots.clone(), dev_tx),
-            None => watch::spawn_udev(devices.roots.clone(), dev_tx),
-        }
-        .map_err(DaemonError::Devices)?;
-        let roots = devices.roots.clone();
-        let cards = tokio::task::spawn_blocking(move || watch::coldplug(&roots))
-            .await
-            .unwrap_or_default();
-        tracing::info!(cards = cards.len(), source = %devices.describe(), "devices watched");
-        let _ = events_tx.send(Event::Coldplug(cards)).await;
-        let fwd = events_tx.clone();
-        tasks.spawn(forever("device event forwarder", async move {
-            while let Some(ev) = dev_rx.recv().await {
-                if fwd.send(Event::Device(ev)).await.is_err() {
-                    break;
-                }
-            }
-        }));
-        watcher = Some(w);
-    }
-    let (watcher_ended, watcher_thread) = match watcher {
-        Some(w) => (Some(w.ended), Some(w.thread)),
-        None => (None, None),
-    };
-
-    // 7. D-Bus, never in the way of the streams: a supervising task connects
-    // (objects served, then the name taken) when it can, retries with backoff
-    // when it cannot, and connects afresh when the bus restarts. Its state
-    // reaches the snapshot through the supervisor, like the deadman's.
-    let bus_status = bus.map(|b| {
-        let (bus_tx, bus_rx) = watch_channel::channel(crate::state::BusStatus::connecting(b));
-        let serve = crate::dbus::serve(
-            b,
-            snapshot.clone(),
-            events_tx.clone(),
-            url_base.clone(),
-            move |st| {
-                let _ = bus_tx.send(st);
-            },
-        );
-        tasks.spawn(forever("D-Bus", serve));
-        let (tx, mut rx) = (events_tx.clone(), bus_rx.clone());
-        tasks.spawn(forever("D-Bus status", async move {
-            loop {
-                let st = rx.borrow_and_update().clone();
-                if tx.send(Event::Bus(st)).await.is_err() || rx.changed().await.is_err() {
-                    break;
-                }
-            }
-        }));
-        bus_rx
-    });
-
+    start_http(&mut p, started).await?;
+    // 6. Devices: the watcher, the cards present now, then hotplug.
+    let (watcher_ended, watcher_thread) = start_devices(&mut p, &devices).await?;
+    // 7. D-Bus, never in the way of the streams.
+    let bus_status = bus.map(|b| start_dbus(&mut p, b));
     // 8. Signals (and the test hooks) into the supervisor's one queue.
-    if hooks.wedge_signals {
-        let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
-        let mut usr2 = signal(SignalKind::user_defined2()).map_err(DaemonError::Signals)?;
-        let (tx, media) = (events_tx.clone(), media.clone());
-        tasks.spawn(forever("test hook", async move {
-            loop {
-                tokio::select! {
-                    // Test hook: block the GStreamer thread.
-                    _ = usr1.recv() => media.wedge(),
-                    // Test hook: stop the supervisor loop answering.
-                    _ = usr2.recv() => { let _ = tx.send(Event::Wedge).await; }
-                }
-            }
-        }));
-    }
-    let sig_tx = events_tx.clone();
-    tasks.spawn(forever("signal", async move {
-        loop {
-            let ev = tokio::select! {
-                // systemd stop, kill: shut down.
-                _ = sigterm.recv() => Event::Shutdown,
-                // Ctrl-C in a terminal: shut down.
-                _ = sigint.recv() => Event::Shutdown,
-                // systemctl reload: re-read the config.
-                _ = sighup.recv() => Event::Reload { reply: None },
-            };
-            if matches!(ev, Event::Shutdown) {
-                tracing::info!("shutting down");
-            }
-            // The supervisor gone means shutdown is under way: wait for it.
-            if sig_tx.send(ev).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    }));
-
-    // 9. The deadman's eyes: good-boot marks, and "no stream has run for too
-    // long". Its state reaches the snapshot through the supervisor.
-    let (dead_tx, mut dead_rx) = watch_channel::channel(crate::state::DeadmanStatus::default());
-    let deadman = crate::deadman::monitor::run(
-        config.deadman.clone(),
-        crate::deadman::Paths::new(&config.devices.state_dir, &devices.roots.procfs),
-        snapshot.clone(),
-        move |st| {
-            let _ = dead_tx.send(st);
-        },
-    );
-    tasks.spawn(async move { DaemonError::Deadman(deadman.await) });
-    let tx = events_tx.clone();
-    tasks.spawn(forever("deadman status", async move {
-        while dead_rx.changed().await.is_ok() {
-            let st = dead_rx.borrow_and_update().clone();
-            if tx.send(Event::Deadman(st)).await.is_err() {
-                break;
-            }
-        }
-    }));
-
-    // 10. systemd: READY once the supervisor has handled everything queued so
-    // far (the coldplug pass included) and the first D-Bus attempt is over (or
-    // FIRST_BUS_WAIT passed), then STATUS= on every change, and the watchdog
-    // fed while the supervisor and the GStreamer thread both answer.
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let _ = probe_tx.send(ready_tx).await;
-    let streams = config.streams.len();
-    let status_snap = snapshot.clone();
-    tasks.spawn(forever("systemd status", async move {
-        if let Some(mut rx) = bus_status {
-            let first_try_over = rx
-                .wait_for(|b| b.state != crate::state::BusState::Connecting || b.detail.is_some());
-            let _ = tokio::time::timeout(FIRST_BUS_WAIT, first_try_over).await;
-        }
-        if ready_rx.await.is_ok() {
-            tracing::info!(
-                streams,
-                startup_ms = started.elapsed().as_millis() as u64,
-                "harkd ready"
-            );
-            crate::notify::ready(&status_snap.borrow().status_line());
-            if std::env::var_os("NOTIFY_SOCKET").is_some() {
-                crate::notify::status_loop(status_snap).await;
-            }
-        }
-        std::future::pending::<()>().await;
-    }));
-    if let Some(interval) = sd_notify::watchdog_enabled() {
-        tasks.spawn(forever(
-            "watchdog",
-            crate::notify::watchdog(interval, probe_tx.clone(), media.clone()),
-        ));
-    }
-    drop(events_tx);
-    drop(probe_tx);
+    signals.forward(&mut p, hooks)?;
+    // 9. The deadman's eyes: good-boot marks, and "no stream has run for too long".
+    start_deadman(&mut p, &devices);
+    // 10. systemd: READY, STATUS=, the watchdog.
+    start_systemd(&mut p, probe_tx, bus_status, started).await;
+    // The queue's last sender here goes; the tasks hold their own.
+    let Parts {
+        mut tasks, events, ..
+    } = p;
+    drop(events);
 
     // 11. Run until a shutdown request or a fatal error.
     let watcher_gone = async {
@@ -335,8 +182,19 @@ pub async fn run(
         }),
     };
 
-    // 12. Bounded shutdown: end clients, stop pipelines, stop the media thread,
-    // then every task and the watcher thread (its events have nowhere to go).
+    // 12. Bounded shutdown.
+    shut_down(&media, media_thread, tasks, watcher_thread).await;
+    result
+}
+
+/// Ends clients, stops pipelines and the media thread, then every task and the
+/// watcher thread (its events have nowhere to go), each within a bound.
+async fn shut_down(
+    media: &media::MediaHandle,
+    media_thread: std::thread::JoinHandle<()>,
+    mut tasks: JoinSet<DaemonError>,
+    watcher_thread: Option<std::thread::JoinHandle<()>>,
+) {
     crate::notify::stopping();
     let stopping = Instant::now();
     media.shutdown(SHUTDOWN_DEADLINE).await;
@@ -346,5 +204,240 @@ pub async fn run(
         join_within("device watcher", t, JOIN_DEADLINE).await;
     }
     tracing::info!(took_ms = stopping.elapsed().as_millis() as u64, "stopped");
-    result
+}
+
+/// `rtsp://<host>:<port>/`, as clients should write it.
+fn url_base(config: &Config, port: u16) -> String {
+    let host = match config.rtsp.bind {
+        ip if ip.is_unspecified() => "<host>".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("rtsp://{host}:{port}/")
+}
+
+/// The name ledger, read on a blocking thread (a problem is logged; naming
+/// starts afresh, by the ledger's own policy).
+async fn load_names(path: std::path::PathBuf) -> crate::devices::naming::Ledger {
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (names, problem) = tokio::task::spawn_blocking(move || ledger::load(&path, unix_now))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "name ledger not read");
+            (Default::default(), None)
+        });
+    if let Some(p) = problem {
+        tracing::error!(error = %p, "name ledger");
+    }
+    names
+}
+
+async fn start_http(p: &mut Parts, started: Instant) -> Result<(), DaemonError> {
+    let listen = p.config.http.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| DaemonError::Http(listen, e))?;
+    tracing::info!(listen = %listen, "HTTP status endpoint listening");
+    let ctx = crate::http::Context {
+        snapshot: p.snapshot.clone(),
+        started,
+        rtsp_port: p.media.port,
+    };
+    p.tasks.spawn(async move {
+        DaemonError::HttpEnded(match crate::http::serve(listener, ctx).await {
+            Ok(()) => "stopped".into(),
+            Err(e) => e.to_string(),
+        })
+    });
+    Ok(())
+}
+
+/// The watcher first, then the cards present now (named together; read on a
+/// blocking thread, since probing a card that is not USB opens it), then
+/// hotplug. A card plugged in between is seen twice at worst (a
+/// re-announcement of the same device changes nothing).
+async fn start_devices(
+    p: &mut Parts,
+    devices: &watch::Source,
+) -> Result<WatcherParts, DaemonError> {
+    if !p.config.devices.enabled {
+        return Ok((None, None));
+    }
+    let (dev_tx, mut dev_rx) = mpsc::channel(DEVICE_QUEUE);
+    let w = match &devices.injected {
+        Some(path) => watch::spawn_injected(path.clone(), devices.roots.clone(), dev_tx),
+        None => watch::spawn_udev(devices.roots.clone(), dev_tx),
+    }
+    .map_err(DaemonError::Devices)?;
+    let roots = devices.roots.clone();
+    let cards = tokio::task::spawn_blocking(move || watch::coldplug(&roots))
+        .await
+        .unwrap_or_default();
+    tracing::info!(cards = cards.len(), source = %devices.describe(), "devices watched");
+    let _ = p.events.send(Event::Coldplug(cards)).await;
+    let fwd = p.events.clone();
+    p.tasks.spawn(forever("device event forwarder", async move {
+        while let Some(ev) = dev_rx.recv().await {
+            if fwd.send(Event::Device(ev)).await.is_err() {
+                break;
+            }
+        }
+    }));
+    Ok((Some(w.ended), Some(w.thread)))
+}
+
+/// A supervising task connects (objects served, then the name taken) when it
+/// can, retries with backoff when it cannot, and connects afresh when the bus
+/// restarts. Its state reaches the snapshot through the supervisor, like the
+/// deadman's.
+fn start_dbus(
+    p: &mut Parts,
+    b: crate::dbus::Bus,
+) -> watch_channel::Receiver<crate::state::BusStatus> {
+    let (bus_tx, bus_rx) = watch_channel::channel(crate::state::BusStatus::connecting(b));
+    let serve = crate::dbus::serve(
+        b,
+        p.snapshot.clone(),
+        p.events.clone(),
+        p.url_base.clone(),
+        move |st| {
+            let _ = bus_tx.send(st);
+        },
+    );
+    p.tasks.spawn(forever("D-Bus", serve));
+    let (tx, mut rx) = (p.events.clone(), bus_rx.clone());
+    p.tasks.spawn(forever("D-Bus status", async move {
+        loop {
+            let st = rx.borrow_and_update().clone();
+            if tx.send(Event::Bus(st)).await.is_err() || rx.changed().await.is_err() {
+                break;
+            }
+        }
+    }));
+    bus_rx
+}
+
+/// The signals harkd answers, installed before anything else starts.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        let on = |k| signal(k).map_err(DaemonError::Signals);
+        Ok(Signals {
+            term: on(SignalKind::terminate())?,
+            int: on(SignalKind::interrupt())?,
+            hup: on(SignalKind::hangup())?,
+        })
+    }
+
+    /// Turns signals into requests (and, with the test hooks, wedges).
+    fn forward(mut self, p: &mut Parts, hooks: Hooks) -> Result<(), DaemonError> {
+        if hooks.wedge_signals {
+            let mut usr1 = signal(SignalKind::user_defined1()).map_err(DaemonError::Signals)?;
+            let mut usr2 = signal(SignalKind::user_defined2()).map_err(DaemonError::Signals)?;
+            let (tx, media) = (p.events.clone(), p.media.clone());
+            p.tasks.spawn(forever("test hook", async move {
+                loop {
+                    tokio::select! {
+                        // Test hook: block the GStreamer thread.
+                        _ = usr1.recv() => media.wedge(),
+                        // Test hook: stop the supervisor loop answering.
+                        _ = usr2.recv() => { let _ = tx.send(Event::Wedge).await; }
+                    }
+                }
+            }));
+        }
+        let tx = p.events.clone();
+        p.tasks.spawn(forever("signal", async move {
+            loop {
+                let ev = tokio::select! {
+                    // systemd stop, kill: shut down.
+                    _ = self.term.recv() => Event::Shutdown,
+                    // Ctrl-C in a terminal: shut down.
+                    _ = self.int.recv() => Event::Shutdown,
+                    // systemctl reload: re-read the config.
+                    _ = self.hup.recv() => Event::Reload { reply: None },
+                };
+                if matches!(ev, Event::Shutdown) {
+                    tracing::info!("shutting down");
+                }
+                // The supervisor gone means shutdown is under way: wait for it.
+                if tx.send(ev).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }));
+        Ok(())
+    }
+}
+
+/// The deadman's monitor; its state reaches the snapshot through the supervisor.
+fn start_deadman(p: &mut Parts, devices: &watch::Source) {
+    let (dead_tx, mut dead_rx) = watch_channel::channel(crate::state::DeadmanStatus::default());
+    let deadman = crate::deadman::monitor::run(
+        p.config.deadman.clone(),
+        crate::deadman::Paths::new(&p.config.devices.state_dir, &devices.roots.procfs),
+        p.snapshot.clone(),
+        move |st| {
+            let _ = dead_tx.send(st);
+        },
+    );
+    p.tasks
+        .spawn(async move { DaemonError::Deadman(deadman.await) });
+    let tx = p.events.clone();
+    p.tasks.spawn(forever("deadman status", async move {
+        while dead_rx.changed().await.is_ok() {
+            let st = dead_rx.borrow_and_update().clone();
+            if tx.send(Event::Deadman(st)).await.is_err() {
+                break;
+            }
+        }
+    }));
+}
+
+/// READY once the supervisor has handled everything queued so far (the
+/// coldplug pass included) and the first D-Bus attempt is over (or
+/// FIRST_BUS_WAIT passed), then STATUS= on every change, and the watchdog fed
+/// while the supervisor and the GStreamer thread both answer.
+async fn start_systemd(
+    p: &mut Parts,
+    probes: mpsc::Sender<crate::supervisor::Probe>,
+    bus_status: Option<watch_channel::Receiver<crate::state::BusStatus>>,
+    started: Instant,
+) {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let _ = probes.send(ready_tx).await;
+    let streams = p.config.streams.len();
+    let status_snap = p.snapshot.clone();
+    p.tasks.spawn(forever("systemd status", async move {
+        if let Some(mut rx) = bus_status {
+            let first_try_over = rx
+                .wait_for(|b| b.state != crate::state::BusState::Connecting || b.detail.is_some());
+            let _ = tokio::time::timeout(FIRST_BUS_WAIT, first_try_over).await;
+        }
+        if ready_rx.await.is_ok() {
+            tracing::info!(
+                streams,
+                startup_ms = started.elapsed().as_millis() as u64,
+                "harkd ready"
+            );
+            crate::notify::ready(&status_snap.borrow().status_line());
+            if std::env::var_os("NOTIFY_SOCKET").is_some() {
+                crate::notify::status_loop(status_snap).await;
+            }
+        }
+        std::future::pending::<()>().await;
+    }));
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        p.tasks.spawn(forever(
+            "watchdog",
+            crate::notify::watchdog(interval, probes, p.media.clone()),
+        ));
+    }
 }
