@@ -1,4 +1,4 @@
-"""The runner's tone checks (hil.py `assert_tone`/`tone_report`) through the
+"""The runner's tone checks (hil/audio.py `assert_tone`/`tone_report`) through the
 shared analysis binary, hark-audiocheck, on synthetic decoded audio: a right
 tone passes, a wrong, short, silent or broken one raises HilError. The rules
 themselves are tested in tools/audiocheck; this proves the runner uses them
@@ -8,7 +8,8 @@ import math
 import struct
 import unittest
 
-import hil
+from hil.audio import PLAYER_RMS, assert_tone, tone_report
+from hil.common import HilError
 
 
 def tone(freq, secs=3.0, peak=0.25, gaps=()):
@@ -22,23 +23,23 @@ def tone(freq, secs=3.0, peak=0.25, gaps=()):
 
 class Runner(unittest.TestCase):
     def test_a_right_tone_passes(self):
-        hil.assert_tone(tone(1000), 1000, "clean", hil.PLAYER_RMS)
-        hil.assert_tone(tone(3000, gaps=[(1.3, 1.362)]), 3000, "one short gap", hil.PLAYER_RMS)
+        assert_tone(tone(1000), 1000, "clean", PLAYER_RMS)
+        assert_tone(tone(3000, gaps=[(1.3, 1.362)]), 3000, "one short gap", PLAYER_RMS)
 
     def test_every_broken_rule_raises(self):
         cases = {
-            "wrong tone": (tone(460), 440, hil.PLAYER_RMS),
-            "wrong level": (tone(440, peak=0.5), 440, hil.PLAYER_RMS),
-            "short": (tone(440, secs=1.0), 440, hil.PLAYER_RMS),
-            "silence": (bytes(3 * 48000 * 2), 440, hil.PLAYER_RMS),
-            "dropouts": (tone(440, gaps=[(0.8, 0.85), (1.6, 1.65)]), 440, hil.PLAYER_RMS),
+            "wrong tone": (tone(460), 440, PLAYER_RMS),
+            "wrong level": (tone(440, peak=0.5), 440, PLAYER_RMS),
+            "short": (tone(440, secs=1.0), 440, PLAYER_RMS),
+            "silence": (bytes(3 * 48000 * 2), 440, PLAYER_RMS),
+            "dropouts": (tone(440, gaps=[(0.8, 0.85), (1.6, 1.65)]), 440, PLAYER_RMS),
         }
         for what, (pcm, freq, level) in cases.items():
-            with self.subTest(what), self.assertRaises(hil.HilError):
-                hil.assert_tone(pcm, freq, what, level)
+            with self.subTest(what), self.assertRaises(HilError):
+                assert_tone(pcm, freq, what, level)
 
     def test_report(self):
-        rep = hil.tone_report(tone(700))
+        rep = tone_report(tone(700))
         self.assertAlmostEqual(rep["freq_hz"], 700, delta=1)
         self.assertAlmostEqual(rep["level_dbfs"], -15.05, delta=0.1)
 
