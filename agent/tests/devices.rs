@@ -23,18 +23,7 @@ struct Rig {
 
 impl Rig {
     fn start() -> Rig {
-        let tree = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tree.path().join("sys/class/sound")).unwrap();
-        std::fs::create_dir_all(tree.path().join("proc/asound")).unwrap();
-        let fifo = tree.path().join("uevents");
-        assert!(
-            std::process::Command::new("mkfifo")
-                .arg(&fifo)
-                .status()
-                .unwrap()
-                .success()
-        );
-        Self::start_in(tree, None)
+        Self::start_in(Self::tree(), None)
     }
 
     /// Starts harkd on an existing tree (cards already in it are coldplugged),
@@ -139,21 +128,7 @@ impl Rig {
     }
 
     fn plug(&mut self, index: u32, port: &str, serial: Option<&[u8]>) {
-        fixture::usb_card(
-            self.tree.path(),
-            &fixture::UsbCard {
-                index,
-                card_id: "Device",
-                port,
-                vendor: "0d8c",
-                product_id: "013c",
-                serial,
-                manufacturer: Some(b"C-Media Electronics Inc."),
-                product: Some(b"USB PnP Sound Device"),
-                stream0: Some(fixture::CM108_STREAM0),
-                capture: true,
-            },
-        );
+        Self::place(self.tree.path(), index, port, serial);
         writeln!(self.events, "add {index}").unwrap();
         self.events.flush().unwrap();
     }
@@ -491,17 +466,7 @@ fn a_reload_applies_new_settings_to_a_streaming_mic() {
 #[test]
 fn a_plugged_mic_appears_on_dbus_and_leaves_on_unplug() {
     let bus = common::bus::Bus::open();
-    let tree = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(tree.path().join("sys/class/sound")).unwrap();
-    std::fs::create_dir_all(tree.path().join("proc/asound")).unwrap();
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(tree.path().join("uevents"))
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut rig = Rig::start_in(tree, Some(&bus));
+    let mut rig = Rig::start_in(Rig::tree(), Some(&bus));
     rig.h
         .wait_log(Duration::from_secs(10), |v| msg(v) == "D-Bus name taken");
     let monitor = bus.monitor_object_manager();

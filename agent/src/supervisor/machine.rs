@@ -939,6 +939,6 @@ fn log_note(stream: &str, h: &StreamHealth, note: &Note) {
     }
 }
 
-/// How long a stream may go without a level reading before it counts as
-/// stalled is the policy's; this is only here so the shell can size its tick.
+/// How often the shell feeds [`Input::Tick`] (and reads the coalesced level
+/// readings): the resolution of stall deadlines and retry times.
 pub const TICK: Duration = Duration::from_millis(100);
