@@ -436,7 +436,7 @@ async fn start_systemd(
     }));
     if let Some(interval) = sd_notify::watchdog_enabled() {
         p.tasks.spawn(forever(
-            "watchdog",
+            "systemd watchdog",
             crate::notify::watchdog(interval, probes, p.media.clone()),
         ));
     }

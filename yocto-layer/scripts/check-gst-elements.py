@@ -404,8 +404,10 @@ def run(a):
             errors.append("%s (codec %s) need package %s, which is neither in RDEPENDS:${PN} nor in "
                           "PACKAGECONFIG[%s] of %s" % (where, "/".join(missing), pkg, missing[0], recipe_name))
         else:
-            errors.append("%s need package %s, which is not in RDEPENDS:${PN} of %s"
-                          % (where, pkg, recipe_name))
+            seen = "; ".join("%s at %s" % (e, elements[e][0][0]) for e in sorted(els))
+            errors.append("%s need package %s, which is not in RDEPENDS:${PN} of %s (found: %s; a "
+                          "string literal whose first word names an element counts as one: if it "
+                          "is not, reword the literal)" % (where, pkg, recipe_name, seen))
 
     named = [(p, "RDEPENDS:${PN} of %s" % recipe_name) for p in rdeps]
     for flag, pkgs in pkgcfg.items():
