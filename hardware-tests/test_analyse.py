@@ -8,8 +8,9 @@ import math
 import struct
 import unittest
 
-from hil.audio import PLAYER_RMS, assert_tone, tone_report
+from hil.audio import PLAYER_RMS, USB_MIC_RMS, assert_tone, tone_report
 from hil.common import HilError
+from hil.mic import bus_lost_ms
 
 
 def tone(freq, secs=3.0, peak=0.25, gaps=()):
@@ -46,3 +47,31 @@ class Runner(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class BusLoss(unittest.TestCase):
+    """The USB scenarios subtract only the audio the emulated mic logged as
+    lost on its bus, only inside the pull's window, from the duration a pull
+    must decode (hil/mic.py)."""
+
+    LOG = [
+        "hark-usbip-mic: at 2.089 s: no transfer queued by the guest for 20 ms (669 ms served so far)",
+        "hark-usbip-mic: at 2.348 s: no transfer queued by the guest for 28 ms (908 ms served so far)",
+        "hark-usbip-mic: at 3.500 s: this process was 40 ms late; catching up",
+        "hark-usbip-mic: at 9.000 s: no transfer queued by the guest for 300 ms (7000 ms served so far)",
+    ]
+
+    def test_only_gaps_in_the_window_count(self):
+        self.assertEqual(bus_lost_ms(self.LOG, 100.0, 101.0, 105.0), 48)
+        self.assertEqual(bus_lost_ms(self.LOG, 100.0, 102.2, 105.0), 28)
+        self.assertEqual(bus_lost_ms(self.LOG, 100.0, 105.0, 110.0), 300)
+        self.assertEqual(bus_lost_ms([], 100.0, 0.0, 1e9), 0)
+
+    def test_a_short_pull_without_bus_loss_still_fails(self):
+        # 2.85 s decoded and nothing lost on the bus: the agent lost it.
+        with self.assertRaises(HilError):
+            assert_tone(tone(1000, secs=2.85, peak=0.5), 1000, "agent loss", USB_MIC_RMS,
+                        seconds=round(2.9 - bus_lost_ms(self.LOG, 100.0, 110.0, 113.0) / 1000, 3))
+        # The same pull with 60 ms lost on the bus during it passes.
+        assert_tone(tone(1000, secs=2.85, peak=0.5), 1000, "bus loss", USB_MIC_RMS,
+                    seconds=round(2.9 - 60 / 1000, 3))

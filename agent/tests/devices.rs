@@ -140,6 +140,29 @@ impl Rig {
     }
 }
 
+/// Every task the agent runs is owned: the device watcher ending (here its
+/// injected event source closes, as a netlink socket error would end it)
+/// ends the agent with an error that names it, so systemd restarts it, instead
+/// of leaving an agent that no longer sees hotplug.
+#[test]
+fn the_device_watcher_ending_ends_the_agent_with_a_clear_error() {
+    let Rig { events, mut h, .. } = Rig::start();
+    drop(events);
+    let status = common::wait_timeout(&mut h.child, Duration::from_secs(15))
+        .expect("harkd kept running without its device watcher");
+    assert!(
+        !status.success(),
+        "exit status {status}; log:\n{}",
+        h.raw_log()
+    );
+    // The log reader may still be draining the pipe: wait for the line.
+    common::wait_until(
+        Duration::from_secs(5),
+        "the error naming the watcher",
+        || h.raw_log().contains("the device watcher ended"),
+    );
+}
+
 #[test]
 fn a_mic_streams_under_its_name_ends_on_unplug_and_returns_on_replug() {
     let mut rig = Rig::start();

@@ -368,27 +368,56 @@ fn send_ret(
 }
 
 /// Completes queued isochronous transfers in real time: one packet a millisecond.
+///
+/// The device's clock runs on like a crystal's. When this thread itself was
+/// late (the host was busy) and transfers are waiting, it catches up: a real
+/// microphone would have filled them on time. When the guest had no transfer
+/// queued for a while (its host controller driver was late, or the stream
+/// stopped), those milliseconds of audio are lost, as on a real bus: the clock
+/// starts again from now, and the gap is logged so a short capture can be told
+/// apart from a fault of the agent under test.
 fn pace(shared: &Shared, mut tone: Tone, channels: u8, max: usize) {
     let ms = Duration::from_millis(1);
-    let mut clock = Instant::now();
+    let started = Instant::now();
+    let mut clock = started;
     let mut frame: u32 = 0;
+    let mut served: u64 = 0;
+    let mut behind = false;
     loop {
         let Ok(mut q) = shared.queue.lock() else {
             return;
         };
+        let mut waited = false;
         while q.is_empty() {
             if shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
+            waited = true;
             q = match shared.wake.wait_timeout(q, Duration::from_millis(100)) {
                 Ok((q, _)) => q,
                 Err(_) => return,
             };
         }
-        // After a pause (stream stopped), start the clock again from now.
         let now = Instant::now();
-        if clock + 20 * ms < now {
+        if waited && clock + 20 * ms < now {
+            if served > 0 {
+                eprintln!(
+                    "hark-usbip-mic: at {:.3} s: no transfer queued by the guest for {} ms ({} ms served so far)",
+                    (clock - started).as_secs_f64(),
+                    (now - clock).as_millis(),
+                    served
+                );
+            }
             clock = now;
+        } else if clock + 20 * ms < now && !behind {
+            behind = true;
+            eprintln!(
+                "hark-usbip-mic: at {:.3} s: this process was {} ms late; catching up",
+                (clock - started).as_secs_f64(),
+                (now - clock).as_millis()
+            );
+        } else if clock + 20 * ms >= now {
+            behind = false;
         }
         let n = q.front().map_or(0, |u| u.packets.len());
         let due = clock + ms * n as u32;
@@ -430,5 +459,6 @@ fn pace(shared: &Shared, mut tone: Tone, channels: u8, max: usize) {
             return;
         }
         frame = frame.wrapping_add(n);
+        served += u64::from(n);
     }
 }

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Proves that tests fail when the behaviour they are named after breaks: each
+# mutant below breaks one behaviour in a copy of the committed tree (a git
+# worktree under target/mutants), builds it, and runs the one test that must
+# catch it. A mutant whose test passes "survived": the test cannot see that
+# breakage. A mutant whose line is not found fails too (the source moved on:
+# update the mutant). Exit status 0 only when every mutant was caught.
+#
+# Not part of `make test` (each mutant is a rebuild, about 1-3 minutes here).
+#
+# usage: scripts/mutants.sh [NAME ...]     (default: all)
+set -euo pipefail
+repo=$(dirname "$(dirname "$(realpath "$0")")")
+cd "$repo"
+
+# name | file | exact text to replace (one occurrence) | replacement | test target | test name
+mutants=(
+  "format|agent/src/media/pipeline.rs|enc.sample_rate, enc.channels|enc.sample_rate, 1|rtsp|each_stream_is_served_in_its_configured_format"
+  "highpass|agent/src/media/pipeline.rs|if enc.highpass_hz > 0.0 {|if enc.highpass_hz > 1e9 {|rtsp|the_high_pass_removes_what_is_below_its_cutoff_and_keeps_what_is_above"
+  "fd-leak|agent/src/media/mod.rs|    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|    std::mem::forget(std::fs::File::open(\"/dev/null\"));\n    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|devices|device_churn_leaks_no_fds_threads_or_memory"
+  "restart-counter|agent/src/health.rs|        self.restarts += 1;|        self.restarts += 0;|alsa|a_failing_source_backs_off_while_others_flow"
+  "watcher-ends|agent/src/daemon.rs|() = watcher_gone => Err(DaemonError::WatcherEnded),|() = watcher_gone => std::future::pending().await,|devices|the_device_watcher_ending_ends_the_agent_with_a_clear_error"
+)
+
+work=$repo/target/mutants/tree
+export CARGO_TARGET_DIR=$repo/target/mutants/target
+mkdir -p "$repo/target/mutants"
+git worktree remove --force "$work" 2>/dev/null || rm -rf "$work"
+git worktree prune
+git worktree add --detach "$work" HEAD >/dev/null
+trap 'git -C "$repo" worktree remove --force "$work" 2>/dev/null || true' EXIT
+
+want=("$@")
+failed=0
+for m in "${mutants[@]}"; do
+    IFS='|' read -r name file from to target test <<<"$m"
+    if [ ${#want[@]} -gt 0 ] && [[ " ${want[*]} " != *" $name "* ]]; then
+        continue
+    fi
+    git -C "$work" checkout -q -- .
+    if ! python3 - "$work/$file" "$from" "$to" <<'EOF'
+import sys
+path, old, new = sys.argv[1], sys.argv[2], sys.argv[3].replace("\\n", "\n")
+text = open(path).read()
+if text.count(old) != 1:
+    sys.exit(f"{old!r} occurs {text.count(old)} times in {path}, not once")
+open(path, "w").write(text.replace(old, new))
+EOF
+    then
+        echo "mutants: $name: FAILED TO APPLY ($file)"
+        failed=1
+        continue
+    fi
+    log=$repo/target/mutants/$name.log
+    t=$SECONDS
+    if (cd "$work" && timeout 900 cargo test --locked -q -p hark-agent --test "$target" -- --exact "$test") >"$log" 2>&1; then
+        echo "mutants: $name: SURVIVED: $target::$test passed on the broken build ($((SECONDS - t)) s; $log)"
+        failed=1
+    elif grep -q "^error\(\[E[0-9]*\]\)\?:" "$log"; then
+        echo "mutants: $name: DID NOT BUILD ($log)"
+        failed=1
+    else
+        why=$(grep -m1 -E "panicked at|assertion" -A2 "$log" | tr '\n' ' ' | cut -c1-240)
+        echo "mutants: $name: caught by $target::$test ($((SECONDS - t)) s): $why"
+    fi
+done
+exit $failed
