@@ -7,7 +7,7 @@ CONFIG ?= configs/dev.toml
 # in configs/dbus installed).
 BUS ?= none
 
-.PHONY: all deps build run test lint bench hil fresh-check check-image check-layer clean
+.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench hil hil-aarch64 fresh-check check-image check-layer clean
 
 all: build
 
@@ -16,6 +16,18 @@ deps:
 
 build: deps
 	$(CARGO) build --release --locked
+
+# harkd for a Raspberry Pi 3/4/5 on a 64-bit OS (aarch64), cross-built on Debian 12
+# against an arm64 Debian tree unpacked under target/debian-roots (no Nix or Yocto
+# needed): target/aarch64-unknown-linux-gnu/release/harkd. The emulated USB mic too,
+# for the aarch64 hardware tests. See scripts/cross-aarch64.sh.
+build-aarch64: deps
+	scripts/cross-aarch64.sh $(CARGO) build --release --locked --target aarch64-unknown-linux-gnu -p hark-agent -p hark-usbip-mic
+
+# The aarch64 build checked on this host: harkd under qemu-user serves the test
+# tone and the host decodes it (scripts/check-aarch64.sh).
+check-aarch64: build build-aarch64
+	scripts/check-aarch64.sh
 
 # Serves rtsp://127.0.0.1:8554/test-tone (try: ffplay rtsp://127.0.0.1:8554/test-tone).
 run: build
@@ -43,6 +55,17 @@ hil: build
 	hardware-tests/build-guest.sh target/hil target/release/harkd target/release/hark-usbip-mic
 	hardware-tests/build-system.sh target/hil-system target/hil target/release/harkd target/release/hark-usbip-mic
 	/usr/bin/python3 hardware-tests/hil.py target/hil --system target/hil-system $(HIL)
+
+# The fast tier on aarch64: qemu-system-aarch64 -M virt (Cortex-A72, TCG)
+# booting Debian's arm64 kernel, with the cross-built harkd and guest-side mic
+# (the host side of the emulated mic is the host's build). Being brought up:
+# aloop-hotplug passes; the others do not yet (see hardware-tests/README.md).
+# HIL_AARCH64=<scenario ...> runs those instead.
+HIL_AARCH64 ?= aloop-hotplug
+hil-aarch64: build build-aarch64
+	hardware-tests/build-guest.sh target/hil-aarch64 target/aarch64-unknown-linux-gnu/release/harkd \
+		target/aarch64-unknown-linux-gnu/release/hark-usbip-mic "$$(scripts/cross-aarch64.sh --sysroot)"
+	/usr/bin/python3 hardware-tests/hil.py target/hil-aarch64 $(HIL_AARCH64)
 
 # The images, checked offline (no Nix build, no bitbake build here): the Nix flake,
 # module and images (nix/tests/check.sh) and the Yocto layer (yocto-layer/check.sh:

@@ -18,6 +18,7 @@ mutants=(
   "format|agent/src/media/pipeline.rs|enc.sample_rate, enc.channels|enc.sample_rate, 1|rtsp|each_stream_is_served_in_its_configured_format"
   "highpass|agent/src/media/pipeline.rs|if enc.highpass_hz > 0.0 {|if enc.highpass_hz > 1e9 {|rtsp|the_high_pass_removes_what_is_below_its_cutoff_and_keeps_what_is_above"
   "fd-leak|agent/src/media/mod.rs|    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|    std::mem::forget(std::fs::File::open(\"/dev/null\"));\n    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|devices|device_churn_leaks_no_fds_threads_or_memory"
+  "memory-leak|agent/src/media/mod.rs|    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|    std::mem::forget(vec![1u8; 16 * 1024]);\n    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|devices|device_churn_leaks_no_fds_threads_or_memory"
   "restart-counter|agent/src/health.rs|        self.restarts += 1;|        self.restarts += 0;|alsa|a_failing_source_backs_off_while_others_flow"
   "watcher-ends|agent/src/daemon.rs|() = watcher_gone => Err(DaemonError::WatcherEnded),|() = watcher_gone => std::future::pending().await,|devices|the_device_watcher_ending_ends_the_agent_with_a_clear_error"
 )

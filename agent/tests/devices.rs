@@ -141,25 +141,55 @@ impl Rig {
 }
 
 /// Every task the agent runs is owned: the device watcher ending (here its
-/// injected event source closes, as a netlink socket error would end it)
-/// ends the agent with an error that names it, so systemd restarts it, instead
-/// of leaving an agent that no longer sees hotplug.
+/// event source cannot be read: a directory where the event FIFO should be,
+/// as a netlink socket error would end it on a board) ends the agent with an
+/// error that names it, so systemd restarts it, instead of leaving an agent
+/// that no longer sees hotplug.
 #[test]
 fn the_device_watcher_ending_ends_the_agent_with_a_clear_error() {
-    let Rig { events, mut h, .. } = Rig::start();
-    drop(events);
-    let status = common::wait_timeout(&mut h.child, Duration::from_secs(15))
-        .expect("harkd kept running without its device watcher");
+    let tree = Rig::tree();
+    let not_a_fifo = tree.path().join("events-dir");
+    std::fs::create_dir(&not_a_fifo).unwrap();
+    let state = tree.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let config = tree.path().join("hark.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[rtsp]\nbind = \"127.0.0.1\"\nport = {}\n\n[http]\nlisten = \"127.0.0.1:{}\"\n\n[devices]\nstate_dir = \"{}\"\n",
+            common::free_port(),
+            common::free_port(),
+            state.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(common::HARKD)
+        .args(["run", "--bus", "none", "--config"])
+        .arg(&config)
+        .arg("--sysfs-root")
+        .arg(tree.path().join("sys"))
+        .arg("--procfs-root")
+        .arg(tree.path().join("proc"))
+        .arg("--uevents")
+        .arg(&not_a_fifo)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = common::wait_timeout(&mut child, Duration::from_secs(15));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let status = status
+        .unwrap_or_else(|| panic!("harkd kept running without its device watcher; log:\n{log}"));
+    assert!(!status.success(), "exit status {status}; log:\n{log}");
     assert!(
-        !status.success(),
-        "exit status {status}; log:\n{}",
-        h.raw_log()
-    );
-    // The log reader may still be draining the pipe: wait for the line.
-    common::wait_until(
-        Duration::from_secs(5),
-        "the error naming the watcher",
-        || h.raw_log().contains("the device watcher ended"),
+        log.contains("the device watcher ended"),
+        "no error naming the watcher; log:\n{log}"
     );
 }
 
@@ -600,9 +630,12 @@ fn device_churn_leaks_no_fds_threads_or_memory() {
         threads1 <= threads0,
         "threads {threads0} -> {threads1} after {cycles} cycles"
     );
-    // After the warm-up RSS grows about 0.5 KiB a cycle (measured over 1,000);
-    // the bound catches a leak of 4 KiB a cycle (1.2 MiB over 300 cycles).
-    let bound_kib = 1024 * i64::from(cycles) / 300;
+    // After the warm-up RSS grows about 0.5 KiB a cycle on a quiet machine
+    // (+456 KiB over 900 cycles), more on a loaded one (+1120 KiB over 300
+    // beside a CPU hog, a cross build and QEMU guests: allocator arenas, not
+    // per-cycle growth, as the quiet 900 show). The bound, 2 MiB per 300
+    // cycles, catches a leak of 7 KiB a cycle (scripts/mutants.sh: 16 KiB).
+    let bound_kib = 2048 * i64::from(cycles) / 300;
     assert!(
         grew < bound_kib,
         "RSS grew {grew} KiB over {cycles} cycles (bound {bound_kib} KiB)"

@@ -37,6 +37,17 @@ def kvm_works(artifacts):
 ACCEL = None
 
 
+def machine(artifacts):
+    """The QEMU command, CPU, kernel and console device for a guest built by
+    build-guest.sh: an aarch64 one (OUT/Image) runs on QEMU's `virt` board with
+    a Cortex-A72, the core of the Raspberry Pi 4, always under TCG on this
+    x86_64 host; an x86_64 one (OUT/vmlinux) on the PC, with KVM when it works."""
+    if os.path.exists(os.path.join(artifacts, "Image")):
+        return (["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-accel", "tcg"],
+                os.path.join(artifacts, "Image"), "ttyAMA0")
+    return (["qemu-system-x86_64", *accel(artifacts)], os.path.join(artifacts, "vmlinux"), "ttyS0")
+
+
 def accel(artifacts):
     global ACCEL
     if ACCEL is None:
@@ -69,13 +80,14 @@ class Guest:
         self.usbip_ports = [free_port() for _ in range(4)]
         ctl = os.path.join(self.dir, "ctl.sock")
         self.monitor_path = os.path.join(self.dir, "mon.sock")
-        args = ["qemu-system-x86_64", *accel(artifacts), "-m", "1024", "-smp", "2", "-nodefaults",
+        qemu, kernel, console = machine(artifacts)
+        args = [*qemu, "-m", "1024", "-smp", "2", "-nodefaults",
                 "-display", "none", "-no-reboot",
-                "-kernel", os.path.join(artifacts, "vmlinux"),
+                "-kernel", kernel,
                 "-initrd", os.path.join(artifacts, "initrd.cpio"),
-                "-append", ("console=ttyS0 panic=-1 loglevel=4 root=/dev/vda rw "
+                "-append", (f"console={console} panic=-1 loglevel=4 root=/dev/vda rw "
                             "systemd.show_status=0" if disk else
-                            "console=ttyS0 panic=-1 loglevel=4 rdinit=/init"),
+                            f"console={console} panic=-1 loglevel=4 rdinit=/init"),
                 "-chardev", f"file,id=con,path={self.console}", "-serial", "chardev:con",
                 "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.rtsp_port}-:8554,"
                            f"hostfwd=tcp:127.0.0.1:{self.http_port}-:8780,"

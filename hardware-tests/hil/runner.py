@@ -10,14 +10,15 @@ import time
 import traceback
 
 from .common import FixturesUpdated, HilError, ScenarioTimeout
-from .guest import LIVE, Guest, accel
+from .guest import LIVE, Guest, machine
 
 
 def run(scenarios, fast_dir, system_dir, names):
     """Runs `names` from the table `scenarios`; returns [(name, passed, seconds)]."""
     results = []
     # The accelerator probe (up to 15 s) is not charged to the first scenario.
-    accel(fast_dir)
+    qemu = machine(fast_dir)[0]
+    print(f"hil: guests: {' '.join(qemu)}", flush=True)
     for name in names:
         fn, limit, given = scenarios[name]
         results.append(run_one(name, fn, limit, given, fast_dir, system_dir))
