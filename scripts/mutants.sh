@@ -57,7 +57,7 @@ EOF
     if (cd "$work" && timeout 900 cargo test --locked -q -p hark-agent --test "$target" -- --exact "$test") >"$log" 2>&1; then
         echo "mutants: $name: SURVIVED: $target::$test passed on the broken build ($((SECONDS - t)) s; $log)"
         failed=1
-    elif grep -q "^error\(\[E[0-9]*\]\)\?:" "$log"; then
+    elif grep -q "could not compile" "$log"; then
         echo "mutants: $name: DID NOT BUILD ($log)"
         failed=1
     else
