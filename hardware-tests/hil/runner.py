@@ -4,6 +4,7 @@ booted fast-tier guest), "fast-artifacts" (the fast tier's directory) or
 "system" (the system tier's directory). The tables are the scenario modules';
 __main__ hands them in, so this module imports no scenario."""
 
+import os
 import shutil
 import signal
 import time
@@ -76,6 +77,14 @@ def show_guests():
     from those still running."""
     for g in LIVE:
         print(f"--- serial console of {g.name} ---\n{g.console_text()[-6000:]}", flush=True)
+        if g.proc is not None and g.proc.poll() is not None:
+            # QEMU itself ended (a failed start says why only here).
+            try:
+                with open(os.path.join(g.dir, "qemu.log"), "rb") as f:
+                    text = f.read().decode("utf-8", "replace")[-3000:]
+            except OSError:
+                text = "(no qemu.log)"
+            print(f"--- QEMU exited with {g.proc.returncode}; its output ---\n{text}", flush=True)
         try:
             if g.proc is not None and g.proc.poll() is None:
                 log = "tail -n 60 /tmp/harkd.log 2>/dev/null || journalctl -b --no-pager -n 80"
