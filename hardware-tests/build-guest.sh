@@ -9,7 +9,7 @@
 #                    mics to vhci-hcd), and /init (hardware-tests/guest/init)
 # Downloads are cached in OUT/cache; a second run only rebuilds the initrd.
 #
-# With ARM64_ROOT (an arm64 Debian tree from scripts/aarch64-root.sh, holding
+# With ARM64_ROOT (an arm64 Debian tree from `scripts/debian-root.sh --arm64`, holding
 # linux-image-arm64, busybox-static, udev, kmod and the GStreamer packages), the
 # guest is an aarch64 one for qemu-system-aarch64 -M virt: OUT/Image is that
 # kernel (Debian's arm64 vmlinuz is an Image), and every program, library and

@@ -13,10 +13,7 @@ repo=$(dirname "$(dirname "$(realpath "$0")")")
 cd "$repo"
 bin=${CHECK_AARCH64_BIN:-target/aarch64-unknown-linux-gnu/release}
 audiocheck=target/release/hark-audiocheck
-sysroot=$(scripts/cross-aarch64.sh --sysroot)
-command -v qemu-aarch64 >/dev/null || {
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends qemu-user >&2
-}
+sysroot=$(scripts/cross-aarch64.sh --sysroot)   # also installs qemu-user
 fail() { echo "check-aarch64: FAIL: $*" >&2; exit 1; }
 
 for f in "$bin/harkd" "$bin/hark-usbip-mic"; do

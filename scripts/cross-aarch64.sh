@@ -2,8 +2,8 @@
 # Runs a command (cargo build, usually) with the environment that cross-builds
 # for aarch64-unknown-linux-gnu (a Raspberry Pi 3, 4 or 5 on a 64-bit OS) on a
 # Debian 12 x86_64 host: Debian's cross C toolchain links, against the arm64
-# sysroot scripts/aarch64-root.sh unpacks; pkg-config reads that sysroot's .pc
-# files. Installs what is missing first (as install-deps.sh does).
+# tree `scripts/debian-root.sh --arm64` unpacks; pkg-config reads that tree's .pc
+# files. Installs what is missing first (install-deps.sh).
 #
 # usage: scripts/cross-aarch64.sh COMMAND...     (prints the sysroot with --sysroot)
 set -euo pipefail
@@ -14,26 +14,15 @@ here=$(dirname "$(realpath "$0")")
 # GStreamer plugins harkd and the guest's player load at run time.
 AARCH64_PACKAGES=libc6-dev,libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libgstrtspserver-1.0-dev,libudev-dev,libasound2-dev,libglib2.0-dev,linux-image-arm64,busybox-static,udev,kmod,gstreamer1.0-plugins-base,gstreamer1.0-plugins-good,gstreamer1.0-alsa,gstreamer1.0-libav,gstreamer1.0-tools
 
-"$here/install-deps.sh"
-host=(gcc-aarch64-linux-gnu mmdebstrap qemu-system-arm)
-missing=()
-for p in "${host[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "cross-aarch64: installing ${missing[*]}" >&2
-    sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" ||
-        { "${sudo[@]}" apt-get update -q && DEBIAN_FRONTEND=noninteractive \
-            "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"; }
-fi
+# The cross C toolchain, mmdebstrap for the tree, QEMU for arm64 (system: the
+# hardware tests; user: scripts/check-aarch64.sh).
+"$here/install-deps.sh" gcc-aarch64-linux-gnu mmdebstrap qemu-system-arm qemu-user >&2
 if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
     command -v rustup >/dev/null || { echo "cross-aarch64: needs rustup (rustup target add aarch64-unknown-linux-gnu)" >&2; exit 1; }
     rustup target add aarch64-unknown-linux-gnu >&2
 fi
 
-sysroot=$("$here/aarch64-root.sh" "$AARCH64_PACKAGES")
+sysroot=$("$here/debian-root.sh" --arm64 "$AARCH64_PACKAGES")
 if [ "${1:-}" = --sysroot ]; then
     echo "$sysroot"
     exit 0

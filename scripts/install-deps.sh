@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages harkd needs to build, run and be tested, when they
-# are missing. Safe to run again: it only calls apt-get when something is absent.
+# are missing, and any packages given as arguments (scripts/cross-aarch64.sh adds
+# the cross toolchain and QEMU's arm emulators that way). Safe to run again: it
+# only calls apt-get when something is absent.
 set -euo pipefail
 
 packages=(
@@ -24,6 +26,7 @@ packages=(
   qemu-system-x86 busybox-static cpio udev xz-utils kmod debootstrap e2fsprogs
   # the fresh-machine check (scripts/fresh-check.sh): namespaces, loopback
   iproute2
+  "$@"
 )
 
 missing=()

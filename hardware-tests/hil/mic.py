@@ -29,10 +29,6 @@ def bus_gaps(lines, plugged_at, t0, t1):
     return gaps
 
 
-def bus_lost_ms(lines, plugged_at, t0, t1):
-    return sum(bus_gaps(lines, plugged_at, t0, t1))
-
-
 class UsbMic:
     """An emulated USB microphone: created = plugged into the guest, stop() =
     unplugged."""
@@ -53,10 +49,9 @@ class UsbMic:
         self.plugged_at = time.monotonic()
 
     def log_lines(self):
-        """What the mic logged about lost time (see pace() in usbip-mic)."""
+        """What the mic logged (its gaps among them: see pace() in usbip-mic)."""
         with open(self.log.name, "rb") as f:
-            return [l for l in f.read().decode(errors="replace").splitlines()
-                    if "no transfer queued" in l or "late;" in l]
+            return f.read().decode(errors="replace").splitlines()
 
     def assert_tone(self, url, freq, what):
         """Pulls 3 s of `url` and checks this mic's tone with the shared rules
