@@ -9,42 +9,83 @@
 # The kernel and its modules come from the fast tier's build (FAST_DIR).
 # The debootstrap result is cached by scripts/debian-root.sh (target/debian-roots).
 #
-# usage: hardware-tests/build-system.sh OUT_DIR FAST_DIR HARKD_BINARY USBIP_MIC_BINARY
+# With ARM64_ROOT (the arm64 tree harkd is cross-built against, which the aarch64
+# fast tier in FAST_DIR was built from), the guest is an aarch64 one: its root is
+# an arm64 tree of the same packages, unpacked without running anything of it
+# (`debian-root.sh --arm64`: no arm64 emulation on the host), then given what
+# those packages' maintainer scripts would have made and systemd needs (the
+# users and groups, the hwdb); GStreamer's plugins and libraries come from
+# ARM64_ROOT. HARKD and USBIP_MIC must be aarch64 builds.
+#
+# usage: hardware-tests/build-system.sh OUT_DIR FAST_DIR HARKD_BINARY USBIP_MIC_BINARY [ARM64_ROOT]
 set -euo pipefail
 
-usage="usage: build-system.sh OUT_DIR FAST_DIR HARKD_BINARY USBIP_MIC_BINARY"
+usage="usage: build-system.sh OUT_DIR FAST_DIR HARKD_BINARY USBIP_MIC_BINARY [ARM64_ROOT]"
 out=$(realpath -m "${1:?$usage}")
 fast=$(realpath "${2:?$usage}")
 harkd=$(realpath "${3:?$usage}")
 usbip_mic=$(realpath "${4:?$usage}")
+arm64=${5:+$(realpath "$5")}
 here=$(dirname "$(realpath "$0")")
 repo=$(dirname "$here")
-
-kdir=$(ls -d "$fast"/cache/linux-image-*/root | head -1)
-kver=$(ls "$kdir/lib/modules")
-
-# --- the Debian root file system (cached, shared with scripts/fresh-check.sh) ------
-base=$("$repo/scripts/debian-root.sh" systemd,systemd-sysv,dbus,udev,kmod,iproute2,procps)
+packages=systemd,systemd-sysv,dbus,udev,kmod,iproute2,procps
 root="$out/rootfs"
 rm -rf "$root"
 mkdir -p "$root"
-tar -C "$root" -xf "$base"
+
+if [ -n "$arm64" ]; then
+    for f in "$harkd" "$usbip_mic"; do
+        readelf -hW "$f" | grep -q "Machine:.*AArch64" || { echo "build-system: $f is not an aarch64 program" >&2; exit 1; }
+    done
+    [ -f "$fast/Image" ] || { echo "build-system: $fast has no aarch64 kernel (build-guest.sh with ARM64_ROOT first)" >&2; exit 1; }
+    # The modules as build-guest.sh laid them out, with depmod's files.
+    kdir="$fast/cache/arm64/modroot"
+    triplet=aarch64-linux-gnu
+    # debootstrap's minbase is the Essential packages; an extracted tree has only
+    # what it is asked for (and their dependencies).
+    essential=base-files,base-passwd,bash,bsdutils,coreutils,dash,debianutils,diffutils,findutils,grep,gzip,hostname,init-system-helpers,libc-bin,login,ncurses-base,sed,sysvinit-utils,tar,util-linux,mount
+    base=$("$repo/scripts/debian-root.sh" --arm64 "$essential,$packages")
+    cp -a "$base/." "$root/"
+    rm -f "$root/.done"
+    # What the maintainer scripts would have made: base-files' /var/run and
+    # /var/lock links (the system bus's socket is at /var/run/dbus for clients),
+    # base-passwd's users and groups, then every sysusers.d entry
+    # (systemd-journal, messagebus, ...); the udev hardware database. The host's
+    # systemd is the same release (252) as the tree's.
+    rm -rf "$root/var/run" "$root/var/lock"
+    ln -s /run "$root/var/run"
+    ln -s /run/lock "$root/var/lock"
+    cp "$root/usr/share/base-passwd/passwd.master" "$root/etc/passwd"
+    cp "$root/usr/share/base-passwd/group.master" "$root/etc/group"
+    systemd-sysusers --root="$root"
+    systemd-hwdb update --root="$root"
+    : > "$root/etc/machine-id"
+else
+    kdir=$(ls -d "$fast"/cache/linux-image-*/root | head -1)
+    triplet=x86_64-linux-gnu
+    # --- the Debian root file system (cached, shared with scripts/fresh-check.sh) ------
+    base=$("$repo/scripts/debian-root.sh" "$packages")
+    tar -C "$root" -xf "$base"
+fi
+kver=$(ls "$kdir/lib/modules")
 
 # --- kernel modules --------------------------------------------------------------
-mkdir -p "$root/usr/lib/modules"
-cp -a "$kdir/lib/modules/$kver" "$root/usr/lib/modules/"
+# (/lib/modules: /usr/lib/modules on the merged-/usr x86_64 root.)
+mkdir -p "$root/lib/modules"
+cp -a "$kdir/lib/modules/$kver" "$root/lib/modules/"
 depmod -b "$root" "$kver"
 
 # --- harkd and what it needs at run time ------------------------------------------
+libroot=$arm64
 . "$here/copy-libs.sh"
 install -D -m755 "$harkd" "$root/usr/bin/harkd"
 libs_of "$harkd"
-gstlib=/usr/lib/x86_64-linux-gnu/gstreamer-1.0
+gstlib=/usr/lib/$triplet/gstreamer-1.0
 for p in coreelements audiotestsrc alsa audioconvert audioresample audiofx volume level opus app rtp rtpmanager udp; do
     copy_with_libs "$gstlib/libgst$p.so"
 done
-copy_with_libs /usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-plugin-scanner
-[ -d "$root/usr/share/alsa" ] || cp -r /usr/share/alsa "$root/usr/share/alsa"
+copy_with_libs "/usr/lib/$triplet/gstreamer1.0/gstreamer-1.0/gst-plugin-scanner"
+[ -d "$root/usr/share/alsa" ] || cp -r "$arm64/usr/share/alsa" "$root/usr/share/alsa"
 
 # As the README installs it.
 install -D -m644 "$repo/configs/hark.toml" "$root/etc/hark/hark.toml"
@@ -103,6 +144,7 @@ EOF
 ln -sf /etc/systemd/system/hil-usbip.service "$root/etc/systemd/system/multi-user.target.wants/hil-usbip.service"
 # No password prompts, no getty on the console (the tests drive the guest).
 ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
+ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyAMA0.service"
 ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"
 
 rm -f "$out/disk.raw"
@@ -112,7 +154,7 @@ mkfs.ext4 -q -F -L hark -d "$root" "$out/disk.raw" 1200M
 ird="$out/initrd-root"
 rm -rf "$ird"
 mkdir -p "$ird"/{bin,dev,proc,sys,newroot,lib/modules}
-cp /bin/busybox "$ird/bin/busybox"
+cp "$arm64/bin/busybox" "$ird/bin/busybox"
 for m in virtio_blk virtio_pci ext4; do
     modprobe -d "$kdir" -S "$kver" --show-depends "$m" | awk '$1 == "insmod" {print $2}'
 done | awk '!seen[$0]++' > "$ird/order"
@@ -134,5 +176,10 @@ exec switch_root /newroot /sbin/init
 EOF
 chmod +x "$ird/init"
 (cd "$ird" && find . | cpio -o -H newc --quiet) > "$out/initrd.cpio"
-ln -sf "$fast/vmlinux" "$out/vmlinux"
+if [ -n "$arm64" ]; then
+    ln -sf "$fast/Image" "$out/Image"
+    rm -f "$out/vmlinux"
+else
+    ln -sf "$fast/vmlinux" "$out/vmlinux"
+fi
 echo "build-system: disk $(du -h --apparent-size "$out/disk.raw" | cut -f1), rootfs $(du -sh "$root" | cut -f1)"

@@ -37,6 +37,14 @@ def harkd_alive(g):
     return g.sh("pidof harkd", check=False)[0] == 0
 
 
+def harkd_memory(g, pid=None):
+    """harkd's resident and peak resident memory in the guest, in KiB."""
+    pid = pid or g.sh("pidof harkd")[1].split()[0]
+    status = g.sh(f"cat /proc/{pid}/status")[1]
+    fields = dict(l.split(":", 1) for l in status.splitlines() if ":" in l)
+    return {k: int(fields[k].split()[0]) for k in ("VmRSS", "VmHWM")}
+
+
 def device_streams(g):
     st = g.http_json("/api/v1/status")
     return {s["name"]: s for s in st["streams"] if s.get("card") is not None}

@@ -37,12 +37,17 @@ def kvm_works(artifacts):
 ACCEL = None
 
 
+def is_aarch64(artifacts):
+    """Whether build-guest.sh built these artifacts for aarch64 (an OUT/Image)."""
+    return os.path.exists(os.path.join(artifacts, "Image"))
+
+
 def machine(artifacts):
     """The QEMU command, CPU, kernel and console device for a guest built by
     build-guest.sh: an aarch64 one (OUT/Image) runs on QEMU's `virt` board with
     a Cortex-A72, the core of the Raspberry Pi 4, always under TCG on this
     x86_64 host; an x86_64 one (OUT/vmlinux) on the PC, with KVM when it works."""
-    if os.path.exists(os.path.join(artifacts, "Image")):
+    if is_aarch64(artifacts):
         return (["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-accel", "tcg"],
                 os.path.join(artifacts, "Image"), "ttyAMA0")
     return (["qemu-system-x86_64", *accel(artifacts)], os.path.join(artifacts, "vmlinux"), "ttyS0")

@@ -9,10 +9,11 @@ import subprocess
 import tarfile
 import time
 
-from .agent import GUEST_CONFIG, device_streams, harkd_alive, start_harkd, wait_loud, wait_stream
+from .agent import (GUEST_CONFIG, device_streams, harkd_alive, harkd_memory, start_harkd, wait_loud,
+                    wait_stream)
 from .audio import PLAYER_RMS, USB_MIC_RMS, assert_tone, ffmpeg_pull, rtsp_play, tone_report
 from .common import HERE, FixturesUpdated, HilError, wait_until
-from .guest import Guest
+from .guest import Guest, is_aarch64
 from .mic import UsbMic
 
 
@@ -131,8 +132,10 @@ def scenario_usb_hotplug(g):
     except subprocess.TimeoutExpired:
         client.kill()
         raise HilError("the RTSP client was not ended by the unplug")
-    print(f"hil: unplug -> stream gone and client ended in {time.monotonic() - t:.2f} s",
-          flush=True)
+    ended = time.monotonic() - t
+    print(f"hil: unplug -> stream gone and client ended in {ended:.2f} s", flush=True)
+    if ended > 1.0:
+        raise HilError(f"the RTSP client ended {ended:.2f} s after the unplug, not within 1 s")
     if not harkd_alive(g):
         raise HilError("harkd died on unplug")
     # A vanished device is a removal, not a failure to retry: no capture is
@@ -262,7 +265,8 @@ def scenario_hotplug_latency(g, plugs=20):
     start_harkd(g)
     g.sh("udevadm monitor --kernel --subsystem-match=sound > /tmp/uevents.log 2>&1 &")
     time.sleep(0.5)
-    latencies = []
+    before = harkd_memory(g)
+    latencies, rss = [], []
     for i in range(plugs):
         mic = UsbMic(g, serial="LAT0001", name="Latency Mic", port=i % 4)
         name = None
@@ -292,6 +296,11 @@ def scenario_hotplug_latency(g, plugs=20):
         latencies.append(latency)
         mic.stop()
         wait_until(f"plug {i}: stream removed", 10, lambda: not device_streams(g))
+        rss.append(harkd_memory(g)["VmRSS"])
+    after = harkd_memory(g)
+    print(f"hil: harkd RSS {before['VmRSS'] / 1024:.1f} MiB serving the test tone, "
+          f"{after['VmRSS'] / 1024:.1f} MiB after {plugs} plugs and unplugs "
+          f"(peak {after['VmHWM'] / 1024:.1f} MiB); after each unplug (KiB): {rss}", flush=True)
     print(f"hil: hotplug latency per plug (ms; the first is the first device since harkd "
           f"started): {[round(x * 1000) for x in latencies]}", flush=True)
     print(f"hil: hotplug latency, add uevent -> PLAY answered, {plugs} plugs: "
@@ -385,6 +394,15 @@ def scenario_real_trees(artifacts):
         wait_until(f"{tree}: cards gone", 10, lambda: g.sh(
             "grep -c USB-Audio /proc/asound/cards", check=False)[1].strip() == "0")
     g.close()
+    if is_aarch64(artifacts):
+        # Said, not skipped silently: the USB trees above are the ones that
+        # matter on a Raspberry Pi; the onboard fixture is an x86 PC's card.
+        print("hil: qemu-onboard: compared on x86_64 only (QEMU's AC'97 is a PC card; "
+              "Debian's arm64 kernel has no snd-intel8x0 to drive it)", flush=True)
+        if update:
+            raise FixturesUpdated(f"rewrote {', '.join(TREES)} under {FIXTURES}; nothing "
+                                  "was compared: review them with git diff")
+        return
     g = Guest(artifacts, "real-trees-onboard", extra=ONBOARD)
     wait_until("the AC'97 card", 30, lambda: "ICH" in g.sh("cat /proc/asound/cards")[1])
     capture_tree(g, "qemu-onboard", update)

@@ -3,7 +3,7 @@ the README says."""
 
 import time
 
-from .agent import agent_prop, bus_streams, unit_props, wait_active
+from .agent import agent_prop, bus_streams, harkd_memory, unit_props, wait_active
 from .audio import TEST_TONE_RMS, assert_tone, ffmpeg_pull
 from .common import HilError, wait_until
 from .guest import boot_system
@@ -63,6 +63,9 @@ def scenario_system_service(system_dir):
     if card_id != name.replace("-", "_")[:15]:
         raise HilError(f"card id {card_id!r} not pinned to /{name} (id file {perms})")
     mic.assert_tone(f"rtsp://127.0.0.1:{g.rtsp_port}/{name}", 1000, f"/{name}")
+    mem = harkd_memory(g, p["MainPID"])
+    print(f"hil: harkd RSS under systemd, the test tone and /{name} streaming: "
+          f"{mem['VmRSS'] / 1024:.1f} MiB (peak {mem['VmHWM'] / 1024:.1f} MiB)", flush=True)
     mic.stop()
     wait_until(f"/{name}'s D-Bus object removed", 20, lambda: name not in bus_streams(g))
     print(f"hil: unplugged: /{name} gone from the system bus", flush=True)
