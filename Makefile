@@ -7,7 +7,7 @@ CONFIG ?= configs/dev.toml
 # in configs/dbus installed).
 BUS ?= none
 
-.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench hil hil-aarch64 fresh-check check-image check-layer clean
+.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench churn fuzz hil hil-aarch64 fresh-check check-image check-layer clean
 
 all: build
 
@@ -90,6 +90,19 @@ check-layer: deps
 bench: build
 	$(CARGO) build --release --locked --examples
 	/usr/bin/python3 scripts/bench.py
+
+# 10,000 mixed RTSP sessions (TCP and UDP, TEARDOWN or vanishing mid-PLAY,
+# DESCRIBE probes) on one running stream: none may fail, and RSS, descriptors and
+# threads must come back (agent/tests/churn.rs; `make test` runs 1,000).
+CHURN_SESSIONS ?= 10000
+churn: deps
+	CHURN_SESSIONS=$(CHURN_SESSIONS) $(CARGO) test --locked -p hark-agent --test churn -- --nocapture
+
+# Every parser of outside input fuzzed with cargo-fuzz (nightly, installed by
+# the script), FUZZ_SECONDS each (default 60); see scripts/fuzz.sh. The corpora
+# (fuzz/corpus) are replayed on stable by `make test`.
+fuzz: deps
+	scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean

@@ -20,6 +20,9 @@ mutants=(
   "fd-leak|agent/src/media/mod.rs|    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|    std::mem::forget(std::fs::File::open(\"/dev/null\"));\n    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|devices|device_churn_leaks_no_fds_threads_or_memory"
   "memory-leak|agent/src/media/mod.rs|    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|    std::mem::forget(vec![1u8; 16 * 1024]);\n    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|devices|device_churn_leaks_no_fds_threads_or_memory"
   "restart-counter|agent/src/health.rs|        self.restarts += 1;|        self.restarts += 0;|alsa|a_failing_source_backs_off_while_others_flow"
+  "ledger-names|agent/src/devices/ledger.rs|    fn check(&self) -> Result<(), String> {|    fn check(&self) -> Result<(), String> {\n        return Ok(());|fuzz_corpus|every_fuzz_corpus_input_keeps_its_invariants"
+  "uptime-lie|agent/src/deadman/ledger.rs|                c.uptime_s = if c.uptime_s > now.uptime_s.saturating_add(UPTIME_SLACK_S) {|                c.uptime_s = if false {|fuzz_corpus|every_fuzz_corpus_input_keeps_its_invariants"
+  "session-leak|agent/src/media/server.rs|            set_nodelay(client);|            std::mem::forget(vec![1u8; 4096]);\n            set_nodelay(client);|churn|mixed_sessions_all_succeed_and_leave_nothing_behind"
   "watcher-ends|agent/src/daemon.rs|() = watcher_gone => Err(DaemonError::WatcherEnded),|() = watcher_gone => std::future::pending().await,|devices|the_device_watcher_ending_ends_the_agent_with_a_clear_error"
 )
 

@@ -44,21 +44,30 @@ pub async fn serve(listener: TcpListener, ctx: Context) -> std::io::Result<()> {
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(&req, &ctx)) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD)
-                .serve_connection(TokioIo::new(stream), service);
-            // Malformed requests and vanished clients end here, and only here.
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "http connection ended with an error");
-            }
+            serve_connection(stream, ctx).await;
             drop(permit);
         });
+    }
+}
+
+/// Serves one connection (a TCP stream; an in-memory pipe in the fuzz target)
+/// until the client is done or its request is refused.
+pub async fn serve_connection<IO>(io: IO, ctx: Arc<Context>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(route(&req, &ctx)) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(io), service);
+    // Malformed requests and vanished clients end here, and only here.
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "http connection ended with an error");
     }
 }
 

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod dbus;
 pub mod deadman;
 pub mod devices;
+pub mod fuzz;
 pub mod health;
 pub mod http;
 pub mod media;

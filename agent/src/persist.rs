@@ -58,6 +58,12 @@ pub trait Document: Serialize + DeserializeOwned {
             Self::VERSION
         ))
     }
+
+    /// What the fields' types cannot say (a name harkd would never write): a
+    /// document that fails is a corrupt file. Every document passes by default.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What happened to a corrupt file.
@@ -178,16 +184,22 @@ impl<T: Document> Store<T> {
     }
 
     fn read(&self) -> Loaded<T> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Loaded::Missing,
-            Err(e) => return Loaded::Io(e),
-        };
+        match fs::read(&self.path) {
+            Ok(bytes) => Self::decode(&bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Loaded::Missing,
+            Err(e) => Loaded::Io(e),
+        }
+    }
+
+    /// The document in a file's bytes (`Ok`, `Corrupt` with the reason and
+    /// `Aside::Untouched`, or `UnsupportedVersion`): what `peek` and `load` read,
+    /// without the file.
+    pub fn decode(bytes: &[u8]) -> Loaded<T> {
         let corrupt = |reason: String| Loaded::Corrupt {
             reason,
             aside: Aside::Untouched,
         };
-        let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        let value: serde_json::Value = match serde_json::from_slice(bytes) {
             Ok(v) => v,
             Err(e) => return corrupt(e.to_string()),
         };
@@ -202,13 +214,13 @@ impl<T: Document> Store<T> {
         }
         let doc = if version == u64::from(T::VERSION) {
             // From the bytes, not the value: errors keep their line and column.
-            serde_json::from_slice::<In<T>>(&bytes)
+            serde_json::from_slice::<In<T>>(bytes)
                 .map(|d| d.doc)
                 .map_err(|e| e.to_string())
         } else {
             T::upgrade(version, value)
         };
-        match doc {
+        match doc.and_then(|d| d.check().map(|()| d)) {
             Ok(d) => Loaded::Ok(d),
             Err(reason) => corrupt(reason),
         }

@@ -84,9 +84,20 @@ pub(super) fn raw(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
         let message = first_line(inner.message());
         // serde reports an unknown key at its table; name the key itself.
         let key = match unknown_field(&message) {
-            Some(field) if key_path == "." => field,
-            Some(field) if key_path.ends_with(&field) => key_path,
-            Some(field) => format!("{key_path}.{field}"),
+            Some(field) => {
+                // The path may or may not end with the field already.
+                let table = if key_path == field {
+                    ""
+                } else {
+                    key_path
+                        .strip_suffix(&format!(".{field}"))
+                        .unwrap_or(&key_path)
+                };
+                match table.trim_matches('.') {
+                    "" => toml_key(&field),
+                    table => format!("{table}.{}", toml_key(&field)),
+                }
+            }
             None => key_path,
         };
         ConfigError {
@@ -101,6 +112,17 @@ pub(super) fn raw(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// A key as TOML writes it: bare when it can be, else quoted (an empty key
+/// `""` would otherwise print as nothing: found by fuzzing).
+fn toml_key(key: &str) -> String {
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !key.is_empty() && key.chars().all(bare) {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
 }
 
 fn unknown_field(message: &str) -> Option<String> {

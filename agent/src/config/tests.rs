@@ -72,6 +72,9 @@ const ERRORS: &[(&str, &str, usize, &str)] = &[
     ),
     ("[rtsp]\nport = 70000\n", "rtsp.port", 2, "out of range"),
     ("[rtsp]\nbogus = 1\n", "rtsp.bogus", 2, "unknown field"),
+    // Keys that are not bare are shown as TOML writes them.
+    ("\"\" = 1\n", "\"\"", 1, "unknown field"),
+    ("[rtsp]\n\"a b\" = 1\n", "rtsp.\"a b\"", 2, "unknown field"),
     ("[rtsp]\nport = \"x\"\n", "rtsp.port", 2, "invalid type"),
     (
         "[[stream]]\nname = \"a\"\nsource = \"tone\"\nbitrate = -5\n",

@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 /// The limits, from `[deadman]` in the config.
 pub use crate::config::RebootPolicy as Policy;
 
+/// How far a recorded uptime of this boot may be ahead of the kernel's and still
+/// be believed (readers a moment apart); beyond it, the file is wrong.
+const UPTIME_SLACK_S: u64 = 60;
+
 /// The clock as the kernel tells it: which boot this is and how long it has run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Now {
@@ -147,7 +151,18 @@ impl Ledger {
     /// its last seen uptime is credited to every earlier reboot.
     pub fn observe(&mut self, now: &Now, policy: &Policy) {
         match &mut self.current {
-            Some(c) if c.boot_id == now.boot_id => c.uptime_s = c.uptime_s.max(now.uptime_s),
+            // Never moved back (two readers of one boot may observe a moment
+            // apart), but never beyond the kernel's uptime by more than that
+            // moment either: a recorded uptime far ahead of it is a damaged file,
+            // and believing it made a reboot recorded now look hours old, dropped
+            // at once from the count (found by fuzzing: no cap at all).
+            Some(c) if c.boot_id == now.boot_id => {
+                c.uptime_s = if c.uptime_s > now.uptime_s.saturating_add(UPTIME_SLACK_S) {
+                    now.uptime_s
+                } else {
+                    c.uptime_s.max(now.uptime_s)
+                };
+            }
             _ => {
                 if let Some(prev) = self.current.take() {
                     for r in &mut self.reboots {
@@ -500,7 +515,27 @@ mod tests {
         let mut l = unlocked();
         try_reboot(&mut l, &at("a", HOUR));
         l.observe(&at("b", 20 * MIN), &P);
-        l.observe(&at("b", 10 * MIN), &P);
+        l.observe(&at("b", 20 * MIN - 30), &P);
         assert_eq!(l.since(&l.reboots[0]), 20 * MIN);
+    }
+
+    /// A file claiming this boot has run far longer than the kernel says would
+    /// make a reboot recorded now count as long past: it is not believed.
+    #[test]
+    fn a_recorded_uptime_far_ahead_of_the_kernels_is_not_believed() {
+        let mut l = unlocked();
+        l.observe(&at("b", 10 * MIN), &P);
+        l.current.as_mut().unwrap().uptime_s = u64::MAX;
+        let now = at("b", 10 * MIN);
+        l.observe(&now, &P);
+        assert_eq!(l.current.as_ref().unwrap().uptime_s, 10 * MIN);
+        assert_eq!(l.decide(&P), Decision::Allow);
+        l.record_reboot(&now, "test");
+        l.observe(&now, &P);
+        assert_eq!(l.reboots.len(), 1, "the reboot just recorded is counted");
+        assert!(matches!(
+            l.decide(&P),
+            Decision::Refuse(Refusal::Spacing { .. })
+        ));
     }
 }

@@ -23,6 +23,17 @@ pub const FORMAT_VERSION: u32 = 1;
 
 impl Document for Ledger {
     const VERSION: u32 = FORMAT_VERSION;
+
+    /// Names become URLs and D-Bus paths: an entry whose name harkd would never
+    /// give (an edited or damaged file: `../x`, empty, upper case) makes the file
+    /// corrupt, kept aside, rather than a stream name.
+    fn check(&self) -> Result<(), String> {
+        for (i, e) in self.entries.iter().enumerate() {
+            crate::config::validate_stream_name(&e.name)
+                .map_err(|why| format!("entry {}: {why}", i + 1))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +209,13 @@ mod tests {
             ("truncated", good[..good.len() / 2].to_vec()),
             ("empty", vec![]),
             ("no version", b"{\"entries\": []}".to_vec()),
+            // A name harkd would never give: it must not become a URL.
+            (
+                "a name out of a path",
+                WRITTEN_BY_0_1
+                    .replace("\"garden\"", "\"../garden\"")
+                    .into_bytes(),
+            ),
         ];
         for (i, (what, bytes)) in cases.into_iter().enumerate() {
             fs::write(&p, &bytes).unwrap();

@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use crate::config::{RtspConfig, StreamSpec};
 use fanout::Fanout;
 pub use reports::{Inbox, Reports};
-pub use server::ServerError;
+pub use server::{ServerError, path_of_request_url};
 
 /// What the media side reports to the supervisor. Every pipeline event carries the
 /// generation of the pipeline it came from, so events of a replaced pipeline can be

@@ -72,6 +72,27 @@ fn request_path(url: &gst_rtsp::RTSPUrl) -> Option<String> {
     std::str::from_utf8(bytes).ok().map(str::to_owned)
 }
 
+/// The stream path a request URL names, as the server's DESCRIBE hook reads it:
+/// the URL parsed by gst-rtsp (as the server parses a request line's URL; it
+/// ends at a NUL byte, as C strings do), then its path. `None` when the URL does
+/// not parse or its path is not UTF-8. For the fuzz target and its corpus.
+#[allow(unsafe_code)]
+pub fn path_of_request_url(url: &[u8]) -> Option<String> {
+    use glib::translate::FromGlibPtrFull;
+    let end = url.iter().position(|b| *b == 0).unwrap_or(url.len());
+    let text = std::ffi::CString::new(&url[..end]).ok()?;
+    let mut parsed: *mut gst_rtsp::ffi::GstRTSPUrl = std::ptr::null_mut();
+    // SAFETY: `text` is NUL-terminated and outlives the call; on success the
+    // parser hands over a new GstRTSPUrl ("transfer full") through `parsed`.
+    let res = unsafe { gst_rtsp::ffi::gst_rtsp_url_parse(text.as_ptr(), &mut parsed) };
+    if res != gst_rtsp::ffi::GST_RTSP_OK || parsed.is_null() {
+        return None;
+    }
+    // SAFETY: non-NULL and owned by us (above); the wrapper frees it.
+    let url = unsafe { gst_rtsp::RTSPUrl::from_glib_full(parsed) };
+    request_path(&url).map(|p| p.trim_end_matches('/').to_string())
+}
+
 /// Turns Nagle's algorithm off on a client's TCP connection.
 ///
 /// Interleaved RTP is a stream of small packets right after small responses; with

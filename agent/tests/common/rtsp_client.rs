@@ -1,11 +1,12 @@
-//! A minimal RTSP/1.0 client over TCP (RTP interleaved), enough to drive sessions
-//! step by step and time them: DESCRIBE, SETUP, PLAY, read RTP, TEARDOWN. Used by
-//! the churn test and by the benchmark (examples/rtsp_probe.rs).
+//! A minimal RTSP/1.0 client, enough to drive sessions step by step and time
+//! them: DESCRIBE, SETUP (RTP interleaved on the TCP connection, or on a UDP
+//! port pair), PLAY, read RTP, TEARDOWN. Used by the churn test and by the
+//! benchmark (examples/rtsp_probe.rs).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 pub struct Response {
@@ -29,6 +30,34 @@ pub struct Client {
     cseq: u32,
     session: Option<String>,
     pub url: String,
+    /// RTP and RTCP sockets once SETUP asked for UDP.
+    udp: Option<(UdpSocket, UdpSocket)>,
+}
+
+/// How a session's RTP travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Interleaved on the RTSP connection.
+    Tcp,
+    /// To a UDP port pair of the client's.
+    Udp,
+}
+
+/// An even port for RTP and the next one for RTCP, on loopback.
+fn udp_pair(timeout: Duration) -> Result<(UdpSocket, UdpSocket)> {
+    for _ in 0..64 {
+        let rtp = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp: {e}"))?;
+        let port = rtp.local_addr().map_err(|e| e.to_string())?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) {
+            rtp.set_read_timeout(Some(timeout))
+                .map_err(|e| e.to_string())?;
+            return Ok((rtp, rtcp));
+        }
+    }
+    Err("no free UDP port pair".into())
 }
 
 pub type Result<T> = std::result::Result<T, String>;
@@ -50,6 +79,7 @@ impl Client {
             cseq: 0,
             session: None,
             url: url.to_string(),
+            udp: None,
         })
     }
 
@@ -147,6 +177,11 @@ impl Client {
 
     /// DESCRIBE, SETUP (TCP interleaved) and PLAY; returns the DESCRIBE response.
     pub fn play(&mut self) -> Result<Response> {
+        self.play_over(Transport::Tcp)
+    }
+
+    /// DESCRIBE, SETUP with `transport`, and PLAY; returns the DESCRIBE response.
+    pub fn play_over(&mut self, transport: Transport) -> Result<Response> {
         let url = self.url.clone();
         let d = self.request("DESCRIBE", &url, &[("Accept", "application/sdp")])?;
         if d.status != 200 {
@@ -165,11 +200,17 @@ impl Client {
         } else {
             format!("{}/{}", base.trim_end_matches('/'), control)
         };
-        let s = self.request(
-            "SETUP",
-            &track,
-            &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
-        )?;
+        let spec = match transport {
+            Transport::Tcp => "RTP/AVP/TCP;unicast;interleaved=0-1".to_string(),
+            Transport::Udp => {
+                let timeout = self.writer.read_timeout().ok().flatten();
+                let (rtp, rtcp) = udp_pair(timeout.unwrap_or(Duration::from_secs(5)))?;
+                let port = rtp.local_addr().map_err(|e| e.to_string())?.port();
+                self.udp = Some((rtp, rtcp));
+                format!("RTP/AVP;unicast;client_port={port}-{}", port + 1)
+            }
+        };
+        let s = self.request("SETUP", &track, &[("Transport", &spec)])?;
         if s.status != 200 {
             return Err(format!("SETUP answered {}", s.status));
         }
@@ -180,6 +221,21 @@ impl Client {
             return Err(format!("PLAY answered {}", p.status));
         }
         Ok(d)
+    }
+
+    /// Reads one RTP packet: from the UDP socket after a UDP SETUP, else the next
+    /// interleaved frame on channel 0 (RTCP frames are skipped). Returns its length.
+    pub fn read_rtp(&mut self) -> Result<usize> {
+        if let Some((rtp, _)) = &self.udp {
+            let mut buf = [0u8; 2048];
+            return rtp.recv(&mut buf).map_err(|e| format!("udp: {e}"));
+        }
+        loop {
+            let (ch, len) = self.read_frame()?;
+            if ch == 0 {
+                return Ok(len);
+            }
+        }
     }
 
     /// Reads RTP (channel 0) until `until`; returns (packets, time of the first).

@@ -1,0 +1,3 @@
+//! cargo-fuzz target: hark_agent::fuzz::config (see agent/src/fuzz.rs for its invariants).
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| hark_agent::fuzz::config(data));
