@@ -7,7 +7,7 @@ CONFIG ?= configs/dev.toml
 # in configs/dbus installed).
 BUS ?= none
 
-.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench churn fuzz hil hil-aarch64 fresh-check check-image check-layer clean
+.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench churn soak fuzz hil hil-aarch64 fresh-check check-image check-layer clean
 
 all: build
 
@@ -97,6 +97,12 @@ bench: build
 CHURN_SESSIONS ?= 10000
 churn: deps
 	CHURN_SESSIONS=$(CHURN_SESSIONS) $(CARGO) test --locked -p hark-agent --test churn -- --nocapture
+
+# The fault soak: 16 streams, reconnecting clients, pollers and injected faults
+# for SOAK_SECONDS (agent/tests/soak.rs; CI runs 180).
+SOAK_SECONDS ?= 1200
+soak: deps
+	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --locked -p hark-agent --test soak -- --ignored --nocapture
 
 # Every parser of outside input fuzzed with cargo-fuzz (nightly, installed by
 # the script), FUZZ_SECONDS each (default 60); see scripts/fuzz.sh. The corpora

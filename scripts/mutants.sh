@@ -23,9 +23,12 @@ mutants=(
   "ledger-names|agent/src/devices/ledger.rs|    fn check(&self) -> Result<(), String> {|    fn check(&self) -> Result<(), String> {\n        return Ok(());|fuzz_corpus|every_fuzz_corpus_input_keeps_its_invariants"
   "uptime-lie|agent/src/deadman/ledger.rs|                c.uptime_s = if c.uptime_s > now.uptime_s.saturating_add(UPTIME_SLACK_S) {|                c.uptime_s = if false {|fuzz_corpus|every_fuzz_corpus_input_keeps_its_invariants"
   "session-leak|agent/src/media/server.rs|            set_nodelay(client);|            std::mem::forget(vec![1u8; 4096]);\n            set_nodelay(client);|churn|mixed_sessions_all_succeed_and_leave_nothing_behind"
+  "reload-restarts-all|agent/src/supervisor/machine.rs|wanted.get(name.as_str()) != Some(&&e.spec)|wanted.get(name.as_str()).is_some()|soak|streams_survive_faults_clients_and_pollers"
   "watcher-ends|agent/src/daemon.rs|() = watcher_gone => Err(DaemonError::WatcherEnded),|() = watcher_gone => std::future::pending().await,|devices|the_device_watcher_ending_ends_the_agent_with_a_clear_error"
 )
 
+# The soak (an ignored test) for a minute: its faults each come once in that time.
+export SOAK_SECONDS=${SOAK_SECONDS:-60}
 work=$repo/target/mutants/tree
 export CARGO_TARGET_DIR=$repo/target/mutants/target
 mkdir -p "$repo/target/mutants"
@@ -57,7 +60,7 @@ EOF
     fi
     log=$repo/target/mutants/$name.log
     t=$SECONDS
-    if (cd "$work" && timeout 900 cargo test --locked -q -p hark-agent --test "$target" -- --exact "$test") >"$log" 2>&1; then
+    if (cd "$work" && timeout 900 cargo test --locked -q -p hark-agent --test "$target" -- --exact --include-ignored "$test") >"$log" 2>&1; then
         echo "mutants: $name: SURVIVED: $target::$test passed on the broken build ($((SECONDS - t)) s; $log)"
         failed=1
     elif grep -q "could not compile" "$log"; then

@@ -63,6 +63,23 @@ pub struct Hooks {
     pub wedge_signals: bool,
 }
 
+/// The encodings to warm up before READY: every configured stream's, and for
+/// devices the defaults' and each rule's, with one and two channels (what
+/// mics most often have).
+fn warm_encodings(config: &Config) -> Vec<crate::config::Encoding> {
+    let mut out: Vec<_> = config.streams.iter().map(|s| s.encoding.clone()).collect();
+    if config.devices.enabled {
+        let settings = std::iter::once(&config.devices.defaults)
+            .chain(config.devices.rules.iter().map(|r| &r.settings));
+        for s in settings {
+            for channels in [1, 2] {
+                out.push(s.encoding(channels.min(s.max_channels())));
+            }
+        }
+    }
+    out
+}
+
 /// A task that runs as long as the agent: it never ends by itself.
 async fn forever(name: &'static str, fut: impl std::future::Future<Output = ()>) -> DaemonError {
     fut.await;
@@ -111,7 +128,12 @@ pub async fn run(
 
     // 2. The media thread: GStreamer, and the RTSP server bound to its port.
     let (reports, inbox) = media::reports::channel();
-    let (media, media_thread) = media::spawn(&config.rtsp, config.health.level_interval, reports)?;
+    let (media, media_thread) = media::spawn(
+        &config.rtsp,
+        config.health.level_interval,
+        &warm_encodings(&config),
+        reports,
+    )?;
     let url_base = url_base(&config, media.port);
     tracing::info!(url_base = %url_base, auth = config.rtsp.auth.is_some(), "RTSP server listening");
 

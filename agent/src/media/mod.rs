@@ -11,6 +11,7 @@ mod fanout;
 pub mod pipeline;
 pub mod reports;
 mod server;
+mod warm;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use gstreamer::prelude::*;
 use tokio::sync::mpsc::{Receiver, Sender, channel};
 use tokio::sync::oneshot;
 
-use crate::config::{RtspConfig, StreamSpec};
+use crate::config::{Encoding, RtspConfig, StreamSpec};
 use fanout::Fanout;
 pub use reports::{Inbox, Reports};
 pub use server::{ServerError, path_of_request_url};
@@ -169,13 +170,21 @@ impl MediaHandle {
     }
 }
 
-/// Initialises GStreamer and starts the media thread with the RTSP server bound.
+/// Starts the media thread with its RTSP server, after warming up what the
+/// `encodings` configured (devices' and streams') need (see `warm.rs`).
 pub fn spawn(
     rtsp: &RtspConfig,
     level_interval: Duration,
+    encodings: &[Encoding],
     events: Reports,
 ) -> Result<(MediaHandle, std::thread::JoinHandle<()>), MediaError> {
     gst::init()?;
+    let (took, chains) = warm::warm_up(encodings);
+    tracing::debug!(
+        took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        chains,
+        "media warmed up"
+    );
     let (tx, rx) = channel(COMMAND_QUEUE);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<u16, ServerError>>();
     let rtsp = rtsp.clone();

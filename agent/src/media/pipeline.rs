@@ -54,15 +54,19 @@ fn encoder_description(enc: &Encoding) -> String {
     }
 }
 
-/// The RTSP media pipeline a client gets: our `appsrc` and the payloader.
-pub fn media_description(codec: Codec) -> String {
-    let pay = match codec {
+/// The RTP payloader of a codec, as a launch description.
+pub fn payloader_description(codec: Codec) -> &'static str {
+    match codec {
         Codec::Opus => "rtpopuspay name=pay0 pt=96",
         Codec::L16 => "rtpL16pay name=pay0 pt=96",
         Codec::Aac => "rtpmp4gpay name=pay0 pt=96",
         Codec::Mp3 => "rtpmpapay name=pay0",
-    };
-    format!("( appsrc name=src ! {pay} )")
+    }
+}
+
+/// The RTSP media pipeline a client gets: our `appsrc` and the payloader.
+pub fn media_description(codec: Codec) -> String {
+    format!("( appsrc name=src ! {} )", payloader_description(codec))
 }
 
 pub fn db_to_linear(db: f64) -> f64 {

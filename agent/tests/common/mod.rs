@@ -720,6 +720,12 @@ pub struct FifoMic {
 
 impl FifoMic {
     pub fn new(freq: f64, amplitude: f64) -> FifoMic {
+        Self::named("fifomic", freq, amplitude)
+    }
+
+    /// As `new`, with its ALSA PCM called `name` (several in one process: give
+    /// ALSA_CONFIG_PATH every mic's file, see `alsa_config_paths`).
+    pub fn named(name: &str, freq: f64, amplitude: f64) -> FifoMic {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("mic.fifo");
         let ok = Command::new("mkfifo")
@@ -732,8 +738,8 @@ impl FifoMic {
         std::fs::write(
             &conf,
             format!(
-                "pcm.fifofile {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n\
-                 pcm.fifomic {{\n  type plug\n  slave {{ pcm \"fifofile\" format S16_LE channels 1 rate 48000 }}\n}}\n",
+                "pcm.{name}_file {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n\
+                 pcm.{name} {{\n  type plug\n  slave {{ pcm \"{name}_file\" format S16_LE channels 1 rate 48000 }}\n}}\n",
                 fifo.display()
             ),
         )
@@ -755,7 +761,7 @@ impl FifoMic {
         );
         FifoMic {
             alsa_config_path: format!("/usr/share/alsa/alsa.conf:{}", conf.display()),
-            device: "fifomic".into(),
+            device: name.into(),
             dir,
             pause,
             stop,

@@ -157,6 +157,11 @@ impl Client {
 
     /// Reads one interleaved frame; returns (channel, payload length).
     pub fn read_frame(&mut self) -> Result<(u8, usize)> {
+        self.read_frame_data().map(|(ch, data)| (ch, data.len()))
+    }
+
+    /// Reads one interleaved frame; returns (channel, payload).
+    pub fn read_frame_data(&mut self) -> Result<(u8, Vec<u8>)> {
         let mut hdr = [0u8; 4];
         self.reader
             .read_exact(&mut hdr)
@@ -172,7 +177,7 @@ impl Client {
         self.reader
             .read_exact(&mut data)
             .map_err(|e| e.to_string())?;
-        Ok((hdr[1], len))
+        Ok((hdr[1], data))
     }
 
     /// DESCRIBE, SETUP (TCP interleaved) and PLAY; returns the DESCRIBE response.
@@ -226,16 +231,32 @@ impl Client {
     /// Reads one RTP packet: from the UDP socket after a UDP SETUP, else the next
     /// interleaved frame on channel 0 (RTCP frames are skipped). Returns its length.
     pub fn read_rtp(&mut self) -> Result<usize> {
+        self.read_rtp_packet().map(|p| p.len())
+    }
+
+    /// As `read_rtp`, returning the packet.
+    pub fn read_rtp_packet(&mut self) -> Result<Vec<u8>> {
         if let Some((rtp, _)) = &self.udp {
-            let mut buf = [0u8; 2048];
-            return rtp.recv(&mut buf).map_err(|e| format!("udp: {e}"));
+            let mut buf = vec![0u8; 2048];
+            let n = rtp.recv(&mut buf).map_err(|e| format!("udp: {e}"))?;
+            buf.truncate(n);
+            return Ok(buf);
         }
         loop {
-            let (ch, len) = self.read_frame()?;
+            let (ch, data) = self.read_frame_data()?;
             if ch == 0 {
-                return Ok(len);
+                return Ok(data);
             }
         }
+    }
+
+    /// As `read_rtp`, returning the packet's RTP sequence number.
+    pub fn read_rtp_seq(&mut self) -> Result<u16> {
+        let p = self.read_rtp_packet()?;
+        if p.len() < 12 {
+            return Err(format!("a {}-byte RTP packet", p.len()));
+        }
+        Ok(u16::from_be_bytes([p[2], p[3]]))
     }
 
     /// Reads RTP (channel 0) until `until`; returns (packets, time of the first).
