@@ -124,21 +124,6 @@ fn wait_no_clients(h: &Harkd, timeout: Duration) {
     });
 }
 
-/// (fds, threads) once they have not changed for `quiet` (`timeout` at most).
-fn steady(h: &Harkd, quiet: Duration, timeout: Duration) -> (usize, usize) {
-    let deadline = Instant::now() + timeout;
-    let mut last = (h.fds(), h.threads());
-    let mut since = Instant::now();
-    while Instant::now() < deadline && since.elapsed() < quiet {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = (h.fds(), h.threads());
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-    }
-    last
-}
-
 /// A listener on the other stream for the whole run: (packets, longest gap).
 fn listen(
     url: String,
@@ -182,7 +167,7 @@ fn mixed_sessions_all_succeed_and_leave_nothing_behind() {
     // GLib's thread pools keep idle threads for 15 s: a baseline taken before
     // they end would hide a leak of their number.
     wait_no_clients(&h, LINGER);
-    let (fds_before, threads_before) = steady(&h, IDLE_THREADS_END, LINGER);
+    let (fds_before, threads_before) = h.steady_counts(IDLE_THREADS_END, LINGER);
     let rss_before = h.rss_kib();
     // The other stream is listened to from here to the end of the sessions.
     let stop = Arc::new(AtomicBool::new(false));
@@ -239,7 +224,7 @@ fn mixed_sessions_all_succeed_and_leave_nothing_behind() {
         LINGER,
         &format!("fds back to {fds_before} and threads to {threads_before} (leaked?)"),
         || {
-            let now = steady(&h, Duration::from_secs(2), Duration::from_secs(10));
+            let now = h.steady_counts(Duration::from_secs(2), Duration::from_secs(10));
             if now.0 <= fds_before && now.1 <= threads_before {
                 Ok(now)
             } else {

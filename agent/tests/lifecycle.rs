@@ -72,19 +72,10 @@ fn settle(h: &Harkd, want: (usize, usize), after: &str) {
 }
 
 /// (threads, fds) once they have not changed for 2 s (at most 15 s): idle
-/// threads of the first cycle (GStreamer's task pools) end on their own, and a
-/// baseline taken while they linger would hide a leak of the same size.
+/// threads of the first cycle (GStreamer's task pools) end on their own.
 fn steady(h: &Harkd) -> (usize, usize) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let (mut last, mut since) = ((h.threads(), h.fds()), Instant::now());
-    while Instant::now() < deadline && since.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(Duration::from_millis(100));
-        let now = (h.threads(), h.fds());
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-    }
-    last
+    let (fds, threads) = h.steady_counts(Duration::from_secs(2), Duration::from_secs(15));
+    (threads, fds)
 }
 
 #[test]

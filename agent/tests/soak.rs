@@ -605,17 +605,7 @@ fn pollers(
 
 /// (fds, threads) once unchanged for 20 s (GLib ends idle pool threads after 15 s).
 fn quiet_counts(h: &Harkd) -> (usize, usize) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut last = (h.fds(), h.threads());
-    let mut since = Instant::now();
-    while Instant::now() < deadline && since.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(200));
-        let now = (h.fds(), h.threads());
-        if now != last {
-            (last, since) = (now, Instant::now());
-        }
-    }
-    last
+    h.steady_counts(Duration::from_secs(20), Duration::from_secs(90))
 }
 
 #[test]

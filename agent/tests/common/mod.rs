@@ -273,6 +273,24 @@ impl Harkd {
             .count()
     }
 
+    /// (fds, threads) once neither has changed for `quiet` (`timeout` at most).
+    /// Threads of finished work (GStreamer's task pools, GLib's idle pool
+    /// threads, which end after 15 s) end on their own: a baseline taken while
+    /// they linger would hide a leak of the same size.
+    pub fn steady_counts(&self, quiet: Duration, timeout: Duration) -> (usize, usize) {
+        let deadline = Instant::now() + timeout;
+        let mut last = (self.fds(), self.threads());
+        let mut since = Instant::now();
+        while Instant::now() < deadline && since.elapsed() < quiet {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = (self.fds(), self.threads());
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+        }
+        last
+    }
+
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
