@@ -46,7 +46,8 @@ let
   # audiotestsrc for tone streams), processing (audioconvert, audioresample,
   # audiocheblimit, volume, level), the encoders (opusenc, avenc_aac, lamemp3enc
   # with aacparse/mpegaudioparse), the RTP payloaders, and what gst-rtsp-server
-  # builds its media from (appsrc/appsink, rtpbin, udpsrc/udpsink, queue).
+  # builds its media from (appsrc/appsink, rtpbin, udpsrc, multiudpsink,
+  # funnel, queue); the warm-up before READY makes each of them once.
   plugins = with gst_all_1; [
     {
       pkg = gstreamer.out;
@@ -105,6 +106,8 @@ let
     "rtpbin"
     "udpsrc"
     "udpsink"
+    "multiudpsink"
+    "funnel"
     "queue"
     "capsfilter"
   ];

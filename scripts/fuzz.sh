@@ -38,6 +38,12 @@ if [ ! -x "$tools/bin/cargo-fuzz" ]; then
     cargo install cargo-fuzz --locked --root "$tools" >&2
 fi
 export PATH=$tools/bin:$PATH
+# fuzz/Cargo.lock is not tracked: every Cargo.lock in the tree is listed in the
+# Yocto recipe's crates (the cargo class walks the whole source), and the fuzz
+# crate ships nowhere. Seeded from the workspace's lock, so the agent's
+# dependencies are the versions it is built and tested with; cargo adds
+# libfuzzer-sys and what it needs.
+[ -f fuzz/Cargo.lock ] || cp Cargo.lock fuzz/Cargo.lock
 # The fuzz builds live under target/ with every other build.
 build=(--fuzz-dir fuzz --target-dir "$repo/target/fuzz/build")
 
