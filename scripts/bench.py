@@ -5,21 +5,26 @@ runs, and every comparison says whether the runs' ranges separate or overlap; pe
 ratios (pairs measured back to back) also say how many are below 1.
 
 Measures:
-  - CPU per stream at N = 1, 4, 16 streams, for
-      harkd            N Opus 48 kHz stereo 128 kb/s tone streams, one RTSP client
-                       each (ffmpeg over RTP/TCP, decoding to PCM)
+  - CPU per stream at N = 1, 4, 16, 32 streams, for
+      harkd            N Opus 48 kHz stereo 128 kb/s tone streams, one BirdNET-style
+                       RTSP reader each (ffmpeg -rtsp_transport tcp, decoding to
+                       mono 48 kHz s16le); harkd's CPU, the readers' apart
       floor            N x gst-launch-1.0 audiotestsrc ! opusenc ! fakesink
-      ffmpeg+server    N x ffmpeg -c:a libopus -f rtsp pushers into a record-mode
-                       RTSP server (the peers' approach; the server is counted; it
-                       relays to no client, so this column has no pull clients)
-    Each rep measures the three back to back, in an order rotated from rep to rep,
+      +2 handoffs      the floor with two queues (streaming-thread handoffs) and a
+                       payloader: the thread structure harkd has per client (its
+                       client queue, and gst-rtsp-server's TCP send thread)
+      peer             N x ffmpeg -c:a libopus -f rtsp pushers into a relaying RTSP
+                       server (scripts/record_server.py), and a BirdNET-style reader
+                       per stream pulling from it; at N in BENCH_PEER_NS (1,4,16)
+    End to end: harkd + its readers against pushers + relay + readers.
+    Each rep measures the columns back to back, in an order rotated from rep to rep,
     and the ratios are taken per rep. After BENCH_REPS reps, an N whose harkd range
-    still overlaps a baseline's gets more reps (harkd and that baseline), up to
-    BENCH_MAX_REPS and within BENCH_CPU_BUDGET seconds for the whole table.
+    still overlaps the floor's or the peer's gets more reps (harkd and that baseline),
+    up to BENCH_MAX_REPS and within BENCH_CPU_BUDGET seconds for the whole table.
     Separate ranges can happen by chance: with no real difference, 3 values against
     3 separate with probability 1 in 10, 5 against 5 1 in 126; the output says which.
     Stopping as soon as they separate makes a chance separation somewhat likelier.
-  - harkd resident memory at N = 16 with 16 clients
+  - harkd resident memory with N streams and N clients
   - process start to first successful PLAY (warm GStreamer registry)
   - connect to first RTP packet on a running stream
   - RSS after 300 sessions (4 concurrent clients x 75) minus before
@@ -40,16 +45,17 @@ decoded PCM must be non-silent in every second of it. A failed check stops the
 benchmark with exit status 1 and a message naming the client: a dead or stalled
 client would lower the CPU it is charged to.
 
-Knobs (environment): BENCH_REPS (3), BENCH_MAX_REPS (7), BENCH_WINDOW (10 s),
-BENCH_CPU_BUDGET (400 s), BENCH_HIL_LOG (target/bench/hil.log).
+Knobs (environment): BENCH_REPS (3), BENCH_MAX_REPS (7), BENCH_WINDOW (8 s),
+BENCH_CPU_BUDGET (540 s), BENCH_PEER_NS (1,4,16), BENCH_HIL_LOG (target/bench/hil.log).
 
 Self-test of the client checks; it must fail (exit 1) naming the client:
     BENCH_SELFTEST_KILL_CLIENT=1 BENCH_REPS=1 BENCH_WINDOW=4 /usr/bin/python3 scripts/bench.py
 kills (SIGKILL) harkd's first pull client halfway through the first window;
 =stall stops it (SIGSTOP) instead; =pusher kills the peers' first pusher.
 
-Results: printed, and in bench-results/bench-<time>.txt and .json, and
-target/bench/results.json (written on failure too, with "status": "failed").
+Results: printed, and in bench/results/bench-<time>.json and .md (a Markdown table
+and everything printed) for a complete run, and target/bench/results.json and .md
+(written on failure and for a self-test too, with "status": "failed"). bench/README.md says how to read them.
 """
 import array
 import http.client
@@ -71,21 +77,25 @@ RECORD_SERVER = os.path.join(ROOT, "scripts/record_server.py")
 TICK = os.sysconf("SC_CLK_TCK")
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 MAX_REPS = max(REPS, int(os.environ.get("BENCH_MAX_REPS", "7")))
-WINDOW = float(os.environ.get("BENCH_WINDOW", "10"))
-CPU_BUDGET = float(os.environ.get("BENCH_CPU_BUDGET", "400"))
+WINDOW = float(os.environ.get("BENCH_WINDOW", "8"))
+CPU_BUDGET = float(os.environ.get("BENCH_CPU_BUDGET", "540"))
 HIL_LOG = os.environ.get("BENCH_HIL_LOG", os.path.join(ROOT, "target/bench/hil.log"))
 SELFTEST = os.environ.get("BENCH_SELFTEST_KILL_CLIENT", "")
-WARMUP = 3.0
+WARMUP = 2.0
 PORT = 28554
 PEER_PORT = 28555
 HTTP_PORT = 28556
-NS = (1, 4, 16)
-COLS = ("harkd", "floor", "peer")
-COL_NAME = {"harkd": "harkd", "floor": "floor", "peer": "ffmpeg+srv"}
+NS = (1, 4, 16, 32)
+COLS = ("harkd", "floor", "handoffs", "peer")
+# The peer stack (an ffmpeg encoder and an ffmpeg reader per stream, and a relay)
+# at N = 32 would be 65 processes on a 2-core machine: saturated, so its figure
+# would say nothing. Measured where it fits.
+PEER_NS = tuple(int(x) for x in os.environ.get("BENCH_PEER_NS", "1,4,16").split(","))
+COL_NAME = {"harkd": "harkd", "floor": "floor", "handoffs": "+2 handoffs", "peer": "peer"}
 MIN_STREAMED = 0.95   # of the window's duration, in audio
 SILENT_RMS = 100.0    # of 32767 (-50 dBFS); the tones are near 2,300
 PCM_RATE = 48000
-PCM_FRAME = 4         # s16le stereo
+PCM_FRAME = 2         # s16le mono, as BirdNET reads it
 
 out_lines = []
 results = {}
@@ -123,6 +133,15 @@ def cpu_percent(pids, window):
     time.sleep(window)
     after = sum(ticks(p) for p in pids)
     return (after - before) / TICK / (time.monotonic() - t0) * 100.0
+
+
+def cpu_groups(groups, window):
+    """CPU in % of one core of each named group of processes over one window."""
+    t0 = {k: sum(ticks(p) for p in pids) for k, pids in groups.items()}
+    start = time.monotonic()
+    time.sleep(window)
+    took = time.monotonic() - start
+    return {k: (sum(ticks(p) for p in pids) - t0[k]) / TICK / took * 100.0 for k, pids in groups.items()}
 
 
 class Client:
@@ -169,7 +188,7 @@ def start_reader(name, url, tmp):
     with open(path + ".log", "w") as log:
         proc = subprocess.Popen(
             ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp",
-             "-i", url, "-vn", "-f", "s16le", "-ac", "2", "-ar", str(PCM_RATE),
+             "-i", url, "-vn", "-f", "s16le", "-ac", "1", "-ar", str(PCM_RATE),
              "-flush_packets", "1", "-y", path],
             stdout=subprocess.DEVNULL, stderr=log)
     return Client(f"{name} (ffmpeg pulling {url})", proc, "reader", path, path + ".log")
@@ -197,7 +216,7 @@ def rms_by_second(path, b0, b1):
     a.frombytes(data[:len(data) // 2 * 2])
     if sys.byteorder == "big":
         a.byteswap()
-    per_s = PCM_RATE * 2
+    per_s = PCM_RATE
     out = []
     for k in range(0, len(a) - per_s // 2 + 1, per_s):
         chunk = a[k:k + per_s:5]
@@ -342,28 +361,35 @@ def harkd_with_clients(n, tmp, label):
 
 
 def run_harkd(n, tmp, label):
+    """harkd and its n BirdNET-style readers; returns (harkd CPU %, RSS KiB, readers CPU %)."""
     h, w = harkd_with_clients(n, tmp, label)
-    readers = [p.pid for p in w.procs()[1:]]
     try:
         w.begin(WINDOW)
-        r0, t0 = sum(ticks(p) for p in readers), time.monotonic()
-        cpu = cpu_percent([h.pid], WINDOW)
-        clients = (sum(ticks(p) for p in readers) - r0) / TICK / (time.monotonic() - t0) * 100.0
+        got = cpu_groups({"harkd": [h.pid], "readers": [p.pid for p in w.procs()[1:]]}, WINDOW)
         w.end()
         rss = rss_kib(h.pid)
     finally:
         stop(w.procs()[1:] + [h])
     w.verify()
-    return cpu, rss, clients
+    return got["harkd"], rss, got["readers"]
 
 
-def run_floor(n, label):
+def gst_encoder(i, handoffs):
+    """The encode-only floor for stream i: audiotestsrc ! opusenc ! fakesink, with
+    `handoffs` queues (a streaming-thread handoff each) and a payloader when > 0."""
+    tail = ["fakesink"]
+    if handoffs:
+        tail = ["queue", "!", "rtpopuspay", "!"] + ["queue", "max-size-buffers=1", "!"] * (handoffs - 1) + tail
+    return subprocess.Popen(
+        ["gst-launch-1.0", "-q", "audiotestsrc", "is-live=true", f"freq={300 + 10 * i}", "!",
+         "audio/x-raw,rate=48000,channels=2", "!", "opusenc", "bitrate=128000", "!"] + tail,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run_floor(n, label, handoffs=0):
     w = Watch(label)
     for i in range(n):
-        w.add(Client(f"encoder {i} (gst-launch-1.0 ... opusenc)", subprocess.Popen(
-            ["gst-launch-1.0", "-q", "audiotestsrc", "is-live=true", f"freq={300 + 10 * i}", "!",
-             "audio/x-raw,rate=48000,channels=2", "!", "opusenc", "bitrate=128000", "!", "fakesink"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), "load"))
+        w.add(Client(f"encoder {i} (gst-launch-1.0 ... opusenc)", gst_encoder(i, handoffs), "load"))
     try:
         time.sleep(WARMUP)
         w.begin(WINDOW)
@@ -376,24 +402,31 @@ def run_floor(n, label):
 
 
 def run_peer(n, tmp, label):
+    """ffmpeg pushers into the relay, and a BirdNET-style ffmpeg reader per stream
+    pulling it back out; returns (pushers, relay, readers) CPU in %."""
     server = subprocess.Popen(["/usr/bin/python3", RECORD_SERVER, str(PEER_PORT), str(n)],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     w = Watch(label)
-    w.add(Client("record server", server, "load"))
+    w.add(Client("relay", server, "load"))
     try:
         if server.stdout.readline().strip() != "ready":
-            raise RuntimeError("record server did not start")
-        for i in range(n):
-            w.add(start_pusher(f"pusher s{i}", i, f"rtsp://127.0.0.1:{PEER_PORT}/s{i}", tmp))
+            raise RuntimeError("relay server did not start")
+        pushers = [w.add(start_pusher(f"pusher s{i}", i, f"rtsp://127.0.0.1:{PEER_PORT}/in/s{i}", tmp))
+                   for i in range(n)]
+        w.wait_streaming()
+        readers = [w.add(start_reader(f"peer reader s{i}", f"rtsp://127.0.0.1:{PEER_PORT}/s{i}", tmp))
+                   for i in range(n)]
         w.wait_streaming()
         time.sleep(WARMUP)
+        groups = {"pushers": [c.proc.pid for c in pushers], "relay": [server.pid],
+                  "readers": [c.proc.pid for c in readers]}
         w.begin(WINDOW)
-        cpu = cpu_percent([p.pid for p in w.procs()], WINDOW)
+        got = cpu_groups(groups, WINDOW)
         w.end()
     finally:
         stop(w.procs()[1:] + [server])
     w.verify()
-    return cpu
+    return got["pushers"], got["relay"], got["readers"]
 
 
 def startup_to_play(tmp):
@@ -551,32 +584,43 @@ def cpu_table(tmp):
     data = {n: [] for n in NS}
     cost = {n: {c: [] for c in COLS} for n in NS}
 
+    def cols_of(n):
+        return [c for c in COLS if c != "peer" or n in PEER_NS]
+
     def rep(n, cols):
         r = len(data[n])
-        order = [c for c in COLS[r % 3:] + COLS[:r % 3] if c in cols]
+        every = cols_of(n)
+        order = [c for c in every[r % len(every):] + every[:r % len(every)] if c in cols]
         rec = {"rep": r + 1, "order": order}
         for col in order:
             label = f"{COL_NAME[col]} N={n} rep {r + 1}"
             t = time.monotonic()
             if col == "harkd":
-                c, rss, clients = run_harkd(n, tmp, label)
-                rec["rss_kib"] = rss
-                rec["clients_cpu"] = clients / n
+                c, rss, readers = run_harkd(n, tmp, label)
+                rec.update(harkd=c / n, rss_kib=rss, harkd_readers=readers / n)
             elif col == "floor":
-                c = run_floor(n, label)
+                rec["floor"] = run_floor(n, label) / n
+            elif col == "handoffs":
+                rec["handoffs"] = run_floor(n, label, handoffs=2) / n
             else:
-                c = run_peer(n, tmp, label)
-            rec[col] = c / n
+                pushers, relay, readers = run_peer(n, tmp, label)
+                rec.update(peer=(pushers + relay) / n, peer_pushers=pushers / n,
+                           peer_relay=relay / n, peer_readers=readers / n)
             cost[n][col].append(time.monotonic() - t)
+        if "harkd" in rec and "peer" in rec:
+            rec["harkd_e2e"] = rec["harkd"] + rec["harkd_readers"]
+            rec["peer_e2e"] = rec["peer"] + rec["peer_readers"]
         data[n].append(rec)
 
     def overlapping(n):
+        # "+2 handoffs" is the explanation, expected to be close: no extra reps for it.
         h = [r["harkd"] for r in data[n]]
-        return [c for c in COLS[1:]
-                if verdict(h, [r[c] for r in data[n] if c in r], "", "")[0] != "separate"]
+        return [c for c in cols_of(n)[1:] if c != "handoffs"
+                and
+                verdict(h, [r[c] for r in data[n] if c in r], "", "")[0] != "separate"]
     for _ in range(REPS):
         for n in NS:
-            rep(n, COLS)
+            rep(n, cols_of(n))
     budget_stop = False
     while True:
         todo = [n for n in NS if len(data[n]) < MAX_REPS and overlapping(n)]
@@ -595,14 +639,18 @@ def cpu_table(tmp):
 
 
 def report_cpu(data, budget_stop, took):
-    say("CPU per stream (% of one core), one client per stream; median [min..max] over reps:")
-    say(f"{'N':>3} {'reps':>4}  {'harkd':<20} {'floor':<20} {'ffmpeg+srv':<20}")
+    say("CPU per stream (% of one core): what serves one Opus 48 kHz stereo 128 kb/s stream,")
+    say("median [min..max] over reps. harkd: the agent (tone source, encoder, RTSP server);")
+    say("floor: gst-launch audiotestsrc ! opusenc ! fakesink; +2 handoffs: the floor with two")
+    say("queues (two streaming-thread handoffs per packet, harkd's structure with one client);")
+    say("peer: an ffmpeg libopus pusher and the relay (scripts/record_server.py) per stream.")
+    say(f"{'N':>3} {'reps':>4}  " + " ".join(f"{COL_NAME[c]:<20}" for c in COLS))
     out = {}
     for n in NS:
         recs = data[n]
         cols = {c: [r[c] for r in recs if c in r] for c in COLS}
-        say(f"{n:>3} {len(recs):>4}  " + " ".join(f"{spread(cols[c]):<20}" for c in COLS))
-        out[n] = {"reps": recs, **{c: stats(v) for c, v in cols.items()}}
+        say(f"{n:>3} {len(recs):>4}  " + " ".join(f"{spread(cols[c]) if cols[c] else '-':<20}" for c in COLS))
+        out[n] = {"reps": recs, **{c: stats(v) for c, v in cols.items() if v}}
     say()
     say("harkd against each baseline, per rep (the two measured back to back):")
     for n in NS:
@@ -610,22 +658,47 @@ def report_cpu(data, budget_stop, took):
         h = [r["harkd"] for r in recs]
         for c in COLS[1:]:
             ratios = [r["harkd"] / r[c] for r in recs if c in r]
+            if not ratios:
+                continue
             kind, text = verdict(h, [r[c] for r in recs if c in r], "harkd", COL_NAME[c])
-            say(f"  N={n:<2} harkd/{COL_NAME[c]:<10} {spread(ratios):<18} ({pairs_below(ratios)}); "
-                f"ranges: {text}")
+            goal = ""
+            if c == "floor" and n >= 16:
+                goal = (f"; goal 1.10 or less: {'met' if max(ratios) <= 1.10 else 'NOT met'} "
+                        f"(worst rep {max(ratios):.2f})")
+            say(f"  N={n:<2} harkd/{COL_NAME[c]:<12} {spread(ratios):<18} ({pairs_below(ratios)}); "
+                f"ranges: {text}{goal}")
             out[n][f"harkd/{c}"] = {**stats(ratios), "ranges": kind, "verdict": text}
-    rss16 = [r["rss_kib"] / 1024 for r in data[16]]
-    say(f"  (harkd's pull clients, ffmpeg decoding, used {spread([r['clients_cpu'] for r in data[16]])} % "
-        f"each at N=16, not charged to harkd; the ffmpeg+srv column has none)")
+    say()
+    say("End to end, with a BirdNET-style reader per stream (ffmpeg -rtsp_transport tcp ... -ac 1")
+    say("-ar 48000 -f s16le) on both sides; % of one core per stream:")
+    for n in NS:
+        recs = [r for r in data[n] if "harkd_e2e" in r]
+        if not recs:
+            continue
+        e2e = [r["harkd_e2e"] / r["peer_e2e"] for r in recs]
+        h, p = [r["harkd_e2e"] for r in recs], [r["peer_e2e"] for r in recs]
+        kind, text = verdict(h, p, "harkd", "peer")
+        say(f"  N={n:<2} harkd {spread([r['harkd'] for r in recs])} + readers "
+            f"{spread([r['harkd_readers'] for r in recs])} = {spread(h)};  peer: pushers "
+            f"{spread([r['peer_pushers'] for r in recs])} + relay {spread([r['peer_relay'] for r in recs])} "
+            f"+ readers {spread([r['peer_readers'] for r in recs])} = {spread(p)};  "
+            f"ratio {spread(e2e)} ({pairs_below(e2e)}); ranges: {text}")
+        out[n]["end_to_end"] = {"harkd": stats(h), "peer": stats(p), "ratio": stats(e2e),
+                                "ranges": kind, "verdict": text}
+    if any(n not in PEER_NS for n in NS):
+        say(f"  (peer not run at N = {', '.join(str(n) for n in NS if n not in PEER_NS)}: "
+            f"{2 * max(NS) + 1} processes would saturate this machine's {os.cpu_count()} cores)")
     say()
     say(f"CPU table: {took:.0f} s; reps {REPS} each, then more (up to {MAX_REPS}) where a "
         f"comparison's ranges overlapped" + ("; stopped by the time budget "
                                             f"(BENCH_CPU_BUDGET={CPU_BUDGET:.0f} s)" if budget_stop else ""))
-    say(f"harkd RSS with 16 streams and 16 clients: {spread(rss16, '{:.1f}')} MiB")
+    rss = {n: [r["rss_kib"] / 1024 for r in data[n] if "rss_kib" in r] for n in NS}
+    say("harkd RSS with N streams and N clients: " + "; ".join(
+        f"N={n} {spread(v, '{:.1f}')} MiB" for n, v in rss.items()))
     results["cpu_per_stream_percent"] = out
     results["cpu_table_seconds"] = took
     results["cpu_table_stopped_by_budget"] = budget_stop
-    results["rss16_mib"] = stats(rss16)
+    results["rss_mib"] = {n: stats(v) for n, v in rss.items()}
 
 
 def hil_figure():
@@ -685,20 +758,56 @@ def devices_bench():
     return not failed
 
 
+def markdown():
+    """The run as Markdown: the CPU tables, then everything printed."""
+    cpu = results.get("cpu_per_stream_percent", {})
+    md = [f"# harkd benchmark, {results.get('time', '?')}", "",
+          f"{results.get('cores')} cores; {results.get('reps')}-{results.get('max_reps')} reps of "
+          f"{results.get('window_s'):g} s windows; status: {results.get('status')}. Figures are "
+          "median [min..max] over reps; `bench/README.md` says how to read them.", ""]
+    if cpu:
+        md += ["## CPU per stream (% of one core)", "",
+               "| N | reps | harkd | floor | +2 handoffs | peer (pusher + relay) | harkd/floor | harkd/+2 handoffs | harkd/peer |",
+               "| ---: | ---: | --- | --- | --- | --- | --- | --- | --- |"]
+        for n, row in cpu.items():
+            def cell(k):
+                v = row.get(k)
+                return (f"{v['median']:.2f} [{v['min']:.2f}..{v['max']:.2f}]" if len(v["runs"]) > 1
+                        else f"{v['median']:.2f}") if v else "-"
+            md.append(f"| {n} | {len(row['reps'])} | {cell('harkd')} | {cell('floor')} | {cell('handoffs')} | "
+                      f"{cell('peer')} | {cell('harkd/floor')} | {cell('harkd/handoffs')} | {cell('harkd/peer')} |")
+        e2e = [(n, row["end_to_end"]) for n, row in cpu.items() if "end_to_end" in row]
+        if e2e:
+            md += ["", "## End to end, a BirdNET-style reader per stream on both sides", "",
+                   "| N | harkd + readers | peer: pushers + relay + readers | ratio |", "| ---: | --- | --- | --- |"]
+            for n, e in e2e:
+                md.append(f"| {n} | {e['harkd']['median']:.2f} | {e['peer']['median']:.2f} | "
+                          f"{e['ratio']['median']:.2f} [{e['ratio']['min']:.2f}..{e['ratio']['max']:.2f}] |")
+    md += ["", "## Everything the run printed", "", "```", *out_lines, "```", ""]
+    return "\n".join(md)
+
+
 def write_results(status):
     results["status"] = status
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    os.makedirs(os.path.join(ROOT, "bench-results"), exist_ok=True)
+    out = os.path.join(ROOT, "bench", "results")
+    os.makedirs(out, exist_ok=True)
     os.makedirs(os.path.join(ROOT, "target/bench"), exist_ok=True)
-    path = os.path.join(ROOT, "bench-results", f"bench-{stamp}.txt")
-    with open(path, "w") as f:
-        f.write("\n".join(out_lines) + "\n")
     text = json.dumps(results, indent=1) + "\n"
-    for p in (os.path.join(ROOT, "bench-results", f"bench-{stamp}.json"),
-              os.path.join(ROOT, "target/bench/results.json")):
-        with open(p, "w") as f:
+    md = markdown()
+    # Only complete runs go to bench/results/, where they are kept (and committed
+    # when quoted); a failed run or a self-test stays under target/.
+    keep = status == "ok" and not SELFTEST
+    bases = [os.path.join(ROOT, "target/bench/results")]
+    if keep:
+        bases.insert(0, os.path.join(out, f"bench-{stamp}"))
+    for base in bases:
+        with open(base + ".json", "w") as f:
             f.write(text)
-    print(f"\nwritten to {path}, its .json and target/bench/results.json")
+        with open(base + ".md", "w") as f:
+            f.write(md)
+    print(f"\nwritten to {'bench/results/bench-' + stamp + '.json and .md (and ' if keep else '('}"
+          "target/bench/results.json and .md)")
 
 
 def main():

@@ -66,6 +66,57 @@ fn eight_clients_on_one_stream_all_receive_audio() {
     assert_eq!(common::restarts(&h, "tone"), Some(0));
 }
 
+/// A TCP client that stops reading (a hung reader, a laptop gone to sleep with the
+/// connection open) fills its socket and then the RTSP server's backlog for it.
+/// That must stay its own problem: the capture keeps running (no stall reported,
+/// no restart) and another client of the same mic gets every packet on time.
+/// L16 (1.5 Mb/s) and a tiny receive buffer make the push-back come within a
+/// second or two.
+#[test]
+fn a_client_that_stops_reading_holds_up_no_one() {
+    use common::rtsp_client::{Client, Transport};
+    use std::time::Instant;
+    let h = Harkd::start(&tone_config("codec = \"l16\"\n"));
+    wait_running(&h, "tone");
+    let url = h.url("tone");
+    // The packet rate with nobody stuck, for comparison.
+    let mut alone = Client::connect(&url, Duration::from_secs(5)).unwrap();
+    alone.play_over(Transport::Tcp).unwrap();
+    let (_, before) = alone
+        .longest_rtp_gap(Instant::now() + Duration::from_secs(4))
+        .unwrap();
+    drop(alone);
+    let stuck = Client::connect(&url, Duration::from_secs(5)).unwrap();
+    stuck.shrink_receive_buffer(4096).unwrap();
+    let mut stuck = stuck;
+    stuck.play_over(Transport::Tcp).unwrap();
+    let mark = h.mark();
+    let mut listener = Client::connect(&url, Duration::from_secs(5)).unwrap();
+    listener.play_over(Transport::Tcp).unwrap();
+    let (gap, packets) = listener
+        .longest_rtp_gap(Instant::now() + Duration::from_secs(8))
+        .unwrap();
+    println!(
+        "alone: {before} packets in 4 s; beside a stuck client: {packets} in 8 s, longest gap {gap:?}"
+    );
+    assert!(
+        gap < Duration::from_millis(200),
+        "the listener waited {gap:?} for a packet while another client was stuck"
+    );
+    assert!(
+        packets * 10 >= before * 2 * 9,
+        "{packets} packets in 8 s beside a stuck client, {before} in 4 s alone"
+    );
+    assert!(
+        h.logs_after(mark, |v| is_event(v, "capture stalled", "tone"))
+            .is_empty(),
+        "{}",
+        h.raw_log()
+    );
+    assert_eq!(common::restarts(&h, "tone"), Some(0));
+    drop(stuck);
+}
+
 /// What a stream must look like on the wire and decoded without forcing a format.
 struct Served {
     stream: &'static str,

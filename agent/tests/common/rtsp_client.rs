@@ -228,6 +228,46 @@ impl Client {
         Ok(d)
     }
 
+    /// Makes the connection's receive buffer `bytes` small (the kernel doubles it),
+    /// so that a client that stops reading pushes back on the server within a
+    /// second or two instead of after megabytes.
+    #[allow(unsafe_code)] // std has no SO_RCVBUF; a test helper, not the agent
+    pub fn shrink_receive_buffer(&self, bytes: i32) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setsockopt on a socket this client owns, with a valid int.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.writer.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&bytes as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(format!("SO_RCVBUF: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Reads RTP (channel 0) until `until`; returns the longest time between two
+    /// packets (from the call to the first packet included) and the packet count.
+    pub fn longest_rtp_gap(&mut self, until: Instant) -> Result<(Duration, usize)> {
+        let mut last = Instant::now();
+        let mut longest = Duration::ZERO;
+        let mut n = 0;
+        while Instant::now() < until {
+            let (ch, _) = self.read_frame()?;
+            if ch == 0 {
+                let now = Instant::now();
+                longest = longest.max(now - last);
+                last = now;
+                n += 1;
+            }
+        }
+        Ok((longest, n))
+    }
+
     /// Reads one RTP packet: from the UDP socket after a UDP SETUP, else the next
     /// interleaved frame on channel 0 (RTCP frames are skipped). Returns its length.
     pub fn read_rtp(&mut self) -> Result<usize> {
