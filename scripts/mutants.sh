@@ -24,7 +24,6 @@ mutants=(
   "uptime-lie|agent/src/deadman/ledger.rs|                c.uptime_s = if c.uptime_s > now.uptime_s.saturating_add(UPTIME_SLACK_S) {|                c.uptime_s = if false {|fuzz_corpus|every_fuzz_corpus_input_keeps_its_invariants"
   "session-leak|agent/src/media/server.rs|            set_nodelay(client);|            std::mem::forget(vec![1u8; 4096]);\n            set_nodelay(client);|churn|mixed_sessions_all_succeed_and_leave_nothing_behind"
   "reload-restarts-all|agent/src/supervisor/machine.rs|wanted.get(name.as_str()) != Some(&&e.spec)|wanted.get(name.as_str()).is_some()|soak|streams_survive_faults_clients_and_pollers"
-  "client-queue-blocks|agent/src/media/fanout.rs|        appsrc.set_leaky_type(gstreamer_app::AppLeakyType::Downstream);|        appsrc.set_leaky_type(gstreamer_app::AppLeakyType::None);\n        appsrc.set_block(true);|rtsp|a_client_that_stops_reading_holds_up_no_one"
   "watcher-ends|agent/src/daemon.rs|() = watcher_gone => Err(DaemonError::WatcherEnded),|() = watcher_gone => std::future::pending().await,|devices|the_device_watcher_ending_ends_the_agent_with_a_clear_error"
 )
 

@@ -69,6 +69,10 @@ impl Client {
         let addr: std::net::SocketAddr =
             hostport.parse().map_err(|e| format!("{hostport}: {e}"))?;
         let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+        Client::from_stream(s, url, timeout)
+    }
+
+    fn from_stream(s: TcpStream, url: &str, timeout: Duration) -> Result<Client> {
         s.set_read_timeout(Some(timeout))
             .map_err(|e| e.to_string())?;
         s.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -228,16 +232,36 @@ impl Client {
         Ok(d)
     }
 
-    /// Makes the connection's receive buffer `bytes` small (the kernel doubles it),
-    /// so that a client that stops reading pushes back on the server within a
+    /// As `connect`, with the socket's receive buffer set to `bytes` before it
+    /// connects (so the window it offers stays that small; the kernel doubles
+    /// it): a client that stops reading then pushes back on the server within a
     /// second or two instead of after megabytes.
-    #[allow(unsafe_code)] // std has no SO_RCVBUF; a test helper, not the agent
-    pub fn shrink_receive_buffer(&self, bytes: i32) -> Result<()> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: setsockopt on a socket this client owns, with a valid int.
+    #[allow(unsafe_code)] // std cannot set SO_RCVBUF before connecting; a test helper
+    pub fn connect_small_window(url: &str, bytes: i32, timeout: Duration) -> Result<Client> {
+        use std::os::fd::FromRawFd;
+        let rest = url.strip_prefix("rtsp://").ok_or("not an rtsp:// URL")?;
+        let hostport = rest.split('/').next().ok_or("no host")?;
+        let addr: std::net::SocketAddrV4 =
+            hostport.parse().map_err(|e| format!("{hostport}: {e}"))?;
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: addr.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*addr.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: a fresh socket; every pointer is to a live local of the size given.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: fd is ours and open; from here the TcpStream owns and closes it.
+        let s = unsafe { TcpStream::from_raw_fd(fd) };
+        // SAFETY: as above.
         let rc = unsafe {
             libc::setsockopt(
-                self.writer.as_raw_fd(),
+                fd,
                 libc::SOL_SOCKET,
                 libc::SO_RCVBUF,
                 (&bytes as *const i32).cast(),
@@ -247,7 +271,18 @@ impl Client {
         if rc != 0 {
             return Err(format!("SO_RCVBUF: {}", std::io::Error::last_os_error()));
         }
-        Ok(())
+        // SAFETY: as above.
+        let rc = unsafe {
+            libc::connect(
+                fd,
+                (&sin as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(format!("connect: {}", std::io::Error::last_os_error()));
+        }
+        Client::from_stream(s, url, timeout)
     }
 
     /// Reads RTP (channel 0) until `until`; returns the longest time between two
