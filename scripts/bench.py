@@ -55,7 +55,8 @@ kills (SIGKILL) harkd's first pull client halfway through the first window;
 
 Results: printed, and in bench/results/bench-<time>.json and .md (a Markdown table
 and everything printed) for a complete run, and target/bench/results.json and .md
-(written on failure and for a self-test too, with "status": "failed"). bench/README.md says how to read them.
+(written on failure and for a self-test too, with "status": "failed").
+bench/README.md says how to read them.
 """
 import array
 import http.client
@@ -616,8 +617,7 @@ def cpu_table(tmp):
         # "+2 handoffs" is the explanation, expected to be close: no extra reps for it.
         h = [r["harkd"] for r in data[n]]
         return [c for c in cols_of(n)[1:] if c != "handoffs"
-                and
-                verdict(h, [r[c] for r in data[n] if c in r], "", "")[0] != "separate"]
+                and verdict(h, [r[c] for r in data[n] if c in r], "", "")[0] != "separate"]
     for _ in range(REPS):
         for n in NS:
             rep(n, cols_of(n))
@@ -767,7 +767,8 @@ def markdown():
           "median [min..max] over reps; `bench/README.md` says how to read them.", ""]
     if cpu:
         md += ["## CPU per stream (% of one core)", "",
-               "| N | reps | harkd | floor | +2 handoffs | peer (pusher + relay) | harkd/floor | harkd/+2 handoffs | harkd/peer |",
+               "| N | reps | harkd | floor | +2 handoffs | peer (pusher + relay) | harkd/floor "
+               "| harkd/+2 handoffs | harkd/peer |",
                "| ---: | ---: | --- | --- | --- | --- | --- | --- | --- |"]
         for n, row in cpu.items():
             def cell(k):
