@@ -2,7 +2,9 @@
 started directly."""
 
 import base64
+import datetime
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -258,15 +260,47 @@ def percentile(values, p):
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
+def timeline(g, which):
+    """harkd's own log of the plugs in `which` (0 = the first since it started):
+    each message from the device's udev event to the first client, in ms after
+    the first of them, so a slow first plug shows where it is slow."""
+    events = []
+    for line in g.sh("cat /tmp/harkd.log")[1].splitlines():
+        try:
+            v = json.loads(line)
+            t = datetime.datetime.fromisoformat(v["timestamp"].replace("Z", "+00:00")).timestamp()
+        except (ValueError, KeyError, TypeError):
+            continue
+        events.append((t, v))
+    plugs, cur = [], None
+    for t, v in events:
+        msg = v.get("message", "")
+        if cur is None and ("uevent" in msg or msg == "device added"):
+            cur = []
+        if cur is not None:
+            extra = f"{v['waited_ms']} ms waited" if "waited_ms" in v else ""
+            cur.append((t, msg, v.get("stream") or v.get("name") or extra))
+            if msg == "clients changed" and v.get("clients") == 1:
+                plugs.append(cur)
+                cur = None
+    for i in which:
+        if i < len(plugs):
+            t0 = plugs[i][0][0]
+            print(f"hil: plug {i}, harkd's log: " + "; ".join(
+                f"+{(t - t0) * 1000:.0f} {m}{' ' + n if n else ''}" for t, m, n in plugs[i]), flush=True)
+
+
 def scenario_hotplug_latency(g, plugs=20):
     """Plug the same mic 20 times: from the kernel's add uevent for its sound
     card (as udev's monitor saw it in the guest) to harkd's stream answering
     PLAY (a host client through the forwarded port). Target: under 1 s."""
     start_harkd(g)
-    g.sh("udevadm monitor --kernel --subsystem-match=sound > /tmp/uevents.log 2>&1 &")
+    # Both sides: the kernel's uevent, and udevd's (rules run, the event
+    # broadcast), which is what harkd receives: the split says whose time it is.
+    g.sh("udevadm monitor --kernel --udev --subsystem-match=sound > /tmp/uevents.log 2>&1 &")
     time.sleep(0.5)
     before = harkd_memory(g)
-    latencies, rss = [], []
+    latencies, in_udev, rss = [], [], []
     for i in range(plugs):
         mic = UsbMic(g, serial="LAT0001", name="Latency Mic", port=i % 4)
         name = None
@@ -287,13 +321,17 @@ def scenario_hotplug_latency(g, plugs=20):
             time.sleep(0.01)
         offset, err = guest_clock_offset(g)
         log = g.sh("cat /tmp/uevents.log")[1]
-        adds = [float(l.split("[")[1].split("]")[0]) for l in log.splitlines()
-                if l.startswith("KERNEL[") and " add " in l and l.rstrip().endswith("(sound)")
-                and "/sound/card" in l and "/controlC" not in l and "/pcm" not in l]
+        def card_adds(side):
+            return [float(l.split("[")[1].split("]")[0]) for l in log.splitlines()
+                    if "[" in l and l.split("[")[0].strip() == side and " add " in l and l.rstrip().endswith("(sound)")
+                    and "/sound/card" in l and "/controlC" not in l and "/pcm" not in l]
+        adds, udev_adds = card_adds("KERNEL"), card_adds("UDEV")
         if len(adds) != i + 1:
             raise HilError(f"plug {i}: {len(adds)} card add uevents seen:\n{log}")
         latency = played - (adds[-1] + offset)
         latencies.append(latency)
+        if len(udev_adds) == i + 1:
+            in_udev.append(udev_adds[-1] - adds[-1])
         mic.stop()
         wait_until(f"plug {i}: stream removed", 10, lambda: not device_streams(g))
         rss.append(harkd_memory(g)["VmRSS"])
@@ -303,6 +341,10 @@ def scenario_hotplug_latency(g, plugs=20):
           f"(peak {after['VmHWM'] / 1024:.1f} MiB); after each unplug (KiB): {rss}", flush=True)
     print(f"hil: hotplug latency per plug (ms; the first is the first device since harkd "
           f"started): {[round(x * 1000) for x in latencies]}", flush=True)
+    timeline(g, (0, 1, plugs // 2))
+    if len(in_udev) == plugs:
+        print(f"hil: of which in udevd (kernel uevent -> udev event, before harkd hears of it; "
+              f"ms): {[round(x * 1000) for x in in_udev]}", flush=True)
     print(f"hil: hotplug latency, add uevent -> PLAY answered, {plugs} plugs: "
           f"p50 {percentile(latencies, 50) * 1000:.0f} ms, p95 {percentile(latencies, 95) * 1000:.0f} ms, "
           f"max {max(latencies) * 1000:.0f} ms (clock offset uncertainty +/-{err * 1000:.0f} ms)",

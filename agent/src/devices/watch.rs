@@ -114,9 +114,16 @@ pub fn parse_injected(line: &str) -> Option<(String, u32)> {
 /// The event for an action on card `index` (`None`: nothing to report).
 fn event_for(action: &str, index: u32, roots: &Roots) -> Option<DeviceEvent> {
     match action {
-        "add" => match read_when_ready(roots, index) {
-            Some(card) => Some(DeviceEvent::Added(Box::new(card))),
-            None => {
+        "add" => match (Instant::now(), read_when_ready(roots, index)) {
+            (t, Some(card)) => {
+                tracing::debug!(
+                    card = index,
+                    waited_ms = t.elapsed().as_millis() as u64,
+                    "add uevent: card read"
+                );
+                Some(DeviceEvent::Added(Box::new(card)))
+            }
+            (_, None) => {
                 tracing::info!(card = index, "card went away before it could be read");
                 None
             }
