@@ -245,6 +245,41 @@ fn authentication_when_configured() {
     assert_eq!(status, 401);
     let url = format!("rtsp://birdnet:s3cret%20pass@127.0.0.1:{}/tone", h.port);
     ffmpeg_pull(&url, "tcp", 1.0).assert_tone(0.9, 1000.0, RMS_OF_MINUS_12_PEAK);
+    // The start-up warm-up session authenticated too.
+    assert_warmed_up(&h);
+}
+
+/// Before READY harkd plays one RTSP session against itself (the server's first
+/// session otherwise costs the first real client about 110 ms in QEMU), on a
+/// mount of its own that is gone by READY.
+fn assert_warmed_up(h: &Harkd) {
+    let warmed = h.logs_after(0, |v| msg(v) == "RTSP warmed up");
+    assert_eq!(warmed.len(), 1, "{}", h.raw_log());
+    let ready = h.logs_after(0, |v| msg(v) == "harkd ready");
+    assert_eq!(ready.len(), 1, "{}", h.raw_log());
+    let pos = |m: &str| h.raw_log().find(m).unwrap();
+    assert!(
+        pos("RTSP warmed up") < pos("harkd ready"),
+        "{}",
+        h.raw_log()
+    );
+    let path = format!("rtsp://127.0.0.1:{}/.warm-up", h.port);
+    let status = common::rtsp_client::describe_probe(&path).unwrap();
+    assert!(
+        status == 404 || status == 401,
+        "the warm-up mount answered {status} after READY"
+    );
+}
+
+#[test]
+fn the_rtsp_server_is_warmed_up_before_ready_and_the_mount_is_gone() {
+    let h = Harkd::start(&tone_config(""));
+    wait_running(&h, "tone");
+    assert_warmed_up(&h);
+    let status =
+        common::rtsp_client::describe_probe(&format!("rtsp://127.0.0.1:{}/.warm-up", h.port))
+            .unwrap();
+    assert_eq!(status, 404);
 }
 
 #[test]

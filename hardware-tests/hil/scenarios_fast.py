@@ -272,6 +272,9 @@ def timeline(g, which):
         except (ValueError, KeyError, TypeError):
             continue
         events.append((t, v))
+    warm = [f"{v['message']} in {v['took_ms']} ms" for _, v in events
+            if v.get("message") in ("media warmed up", "RTSP warmed up") and "took_ms" in v]
+    print(f"hil: harkd's warm-up before READY: {'; '.join(warm) or 'not logged'}", flush=True)
     plugs, cur = [], None
     for t, v in events:
         msg = v.get("message", "")

@@ -186,7 +186,9 @@ pub fn spawn(
         "media warmed up"
     );
     let (tx, rx) = channel(COMMAND_QUEUE);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<u16, ServerError>>();
+    type Ready = Result<(u16, gstreamer_rtsp_server::RTSPServer), ServerError>;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
+    let rtsp_cfg = rtsp.clone();
     let rtsp = rtsp.clone();
     let cmd_tx = tx.clone();
     let thread = std::thread::Builder::new()
@@ -202,7 +204,8 @@ pub fn spawn(
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok(server.port));
+                server.mount_warm_up();
+                let _ = ready_tx.send(Ok((server.port, server.server.clone())));
                 let state = State {
                     server,
                     streams: HashMap::new(),
@@ -223,11 +226,48 @@ pub fn spawn(
             }
         })?;
     match ready_rx.recv() {
-        Ok(Ok(port)) => Ok((MediaHandle { tx, port }, thread)),
+        Ok(Ok((port, server))) => {
+            warm_up_session(&rtsp_cfg, port, &server);
+            Ok((MediaHandle { tx, port }, thread))
+        }
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(MediaError::ThreadDied),
     }
 }
+
+/// One RTSP session against our own server before READY (the server's first
+/// session costs the first real client about 110 ms in QEMU otherwise), then the
+/// warm-up mount removed. A failure only costs that warm-up: it is logged.
+fn warm_up_session(rtsp: &RtspConfig, port: u16, server: &gstreamer_rtsp_server::RTSPServer) {
+    use gstreamer_rtsp_server::prelude::*;
+    let ip = match rtsp.bind {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let basic = rtsp
+        .auth
+        .as_ref()
+        .map(|a| gstreamer_rtsp_server::RTSPAuth::make_basic(&a.user, &a.password).to_string());
+    let t = std::time::Instant::now();
+    let result = warm::rtsp_session(
+        std::net::SocketAddr::new(ip, port),
+        server::WARM_UP_PATH,
+        basic.as_deref(),
+        WARM_UP_SESSION_LIMIT,
+    );
+    let took_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match result {
+        Ok(_) => tracing::debug!(took_ms, "RTSP warmed up"),
+        Err(e) => tracing::info!(took_ms, error = %e, "RTSP warm-up session failed"),
+    }
+    if let Some(mounts) = server.mount_points() {
+        mounts.remove_factory(server::WARM_UP_PATH);
+    }
+}
+
+/// How long the warm-up session may take.
+const WARM_UP_SESSION_LIMIT: Duration = Duration::from_secs(3);
 
 struct Running {
     generation: u64,

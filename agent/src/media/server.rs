@@ -42,6 +42,10 @@ pub struct Server {
     pub port: u16,
 }
 
+/// Where the start-up warm-up session plays: a leading dot, which no stream name
+/// can have.
+pub const WARM_UP_PATH: &str = "/.warm-up";
+
 pub fn mount_path(name: &str) -> String {
     format!("/{name}")
 }
@@ -190,6 +194,30 @@ impl Server {
             registry,
             port,
         })
+    }
+
+    /// Mounts a tone of its own at [`WARM_UP_PATH`] for the start-up warm-up
+    /// session (see `warm::rtsp_session`); removed again before READY.
+    pub fn mount_warm_up(&self) {
+        let factory = rtsp::RTSPMediaFactory::new();
+        factory.set_launch(&format!(
+            "( audiotestsrc is-live=true ! audioconvert ! opusenc ! {} )",
+            pipeline::payloader_description(Codec::Opus)
+        ));
+        factory.set_shared(false);
+        factory.set_protocols(gst_rtsp::RTSPLowerTrans::TCP);
+        factory.set_clock(Some(&gst::SystemClock::obtain()));
+        if self.auth.is_some() {
+            factory.add_role_from_structure(
+                &gst::Structure::builder(ROLE)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                    .build(),
+            );
+        }
+        if let Some(mounts) = self.server.mount_points() {
+            mounts.add_factory(WARM_UP_PATH, factory);
+        }
     }
 
     /// Adds the mount `/<name>`; clients get media fed from `fanout`.

@@ -98,6 +98,117 @@ fn dry_run(enc: &Encoding) -> bool {
     reached_end
 }
 
+/// One RTSP session as a client makes it (DESCRIBE, SETUP over interleaved TCP,
+/// PLAY, the first RTP packet, TEARDOWN) against `path` on our own server, so
+/// that the process's first real client does not pay for the server's first
+/// session (measured in QEMU: about 110 ms of the first plug's PLAY). `basic`:
+/// the Basic credentials when the server asks for them. Returns the RTP channel's
+/// first packet size.
+pub fn rtsp_session(
+    addr: std::net::SocketAddr,
+    path: &str,
+    basic: Option<&str>,
+    timeout: Duration,
+) -> Result<usize, String> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let deadline = Instant::now() + timeout;
+    let s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut writer = s.try_clone().map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(s);
+    let url = format!("rtsp://{addr}{path}");
+    let auth = basic.map_or(String::new(), |b| format!("Authorization: Basic {b}\r\n"));
+    let mut cseq = 0;
+    let mut request = |method: &str, uri: &str, extra: &str| -> Result<(String, String), String> {
+        cseq += 1;
+        write!(
+            writer,
+            "{method} {uri} RTSP/1.0\r\nCSeq: {cseq}\r\n{auth}{extra}\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+                return Err(format!("{method}: connection closed"));
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        if !head.starts_with("RTSP/1.0 200") {
+            return Err(format!("{method}: {}", head.lines().next().unwrap_or("")));
+        }
+        let length = header(&head, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; length.min(64 * 1024)];
+        reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+        Ok((head, String::from_utf8_lossy(&body).into_owned()))
+    };
+    let (head, sdp) = request("DESCRIBE", &url, "Accept: application/sdp\r\n")?;
+    let control = sdp
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("a=control:"))
+        .find(|c| *c != "*")
+        .ok_or("no media control in the SDP")?;
+    let track = if control.starts_with("rtsp://") {
+        control.to_string()
+    } else {
+        let base = header(&head, "content-base").unwrap_or(&url);
+        format!("{}/{control}", base.trim_end_matches('/'))
+    };
+    let (head, _) = request(
+        "SETUP",
+        &track,
+        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+    )?;
+    let session = header(&head, "session")
+        .and_then(|v| v.split(';').next())
+        .ok_or("no Session header")?
+        .to_string();
+    request(
+        "PLAY",
+        &url,
+        &format!("Session: {session}\r\nRange: npt=0-\r\n"),
+    )?;
+    // Interleaved frames: '$', channel, 16-bit length, data.
+    let got = loop {
+        if Instant::now() > deadline {
+            return Err("no RTP packet in time".into());
+        }
+        let mut frame = [0u8; 4];
+        reader.read_exact(&mut frame).map_err(|e| e.to_string())?;
+        if frame[0] != b'$' {
+            return Err("not an interleaved frame after PLAY".into());
+        }
+        let len = usize::from(u16::from_be_bytes([frame[2], frame[3]]));
+        let mut data = vec![0u8; len];
+        reader.read_exact(&mut data).map_err(|e| e.to_string())?;
+        if frame[1] == 0 {
+            break len;
+        }
+    };
+    let _ = write!(
+        reader.get_mut(),
+        "TEARDOWN {url} RTSP/1.0\r\nCSeq: 9\r\n{}Session: {session}\r\n\r\n",
+        basic.map_or(String::new(), |b| format!("Authorization: Basic {b}\r\n"))
+    );
+    Ok(got)
+}
+
+/// A header's value in a response head (names compared without case).
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +223,26 @@ mod tests {
             gain_db: -3.0,
             highpass_hz,
         }
+    }
+
+    /// The warm-up session fails with a reason, never hangs, against a peer that
+    /// is not an RTSP server.
+    #[test]
+    fn the_warm_up_session_fails_clearly_against_a_non_rtsp_peer() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 256];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n");
+        });
+        let t = Instant::now();
+        let err = rtsp_session(addr, "/.warm-up", None, Duration::from_secs(2)).unwrap_err();
+        assert!(err.starts_with("DESCRIBE: HTTP/1.0 400"), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+        peer.join().unwrap();
     }
 
     /// Each distinct encoding's chain and payloader carry the test tone to their
