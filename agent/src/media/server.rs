@@ -196,6 +196,20 @@ impl Server {
         })
     }
 
+    /// What every factory shares: the system clock (capture and media translate
+    /// buffer times exactly) and, with credentials configured, the role allowed in.
+    fn configure(&self, factory: &rtsp::RTSPMediaFactory) {
+        factory.set_clock(Some(&gst::SystemClock::obtain()));
+        if self.auth.is_some() {
+            factory.add_role_from_structure(
+                &gst::Structure::builder(ROLE)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                    .build(),
+            );
+        }
+    }
+
     /// Mounts a tone of its own at [`WARM_UP_PATH`] for the start-up warm-up
     /// session (see `warm::rtsp_session`); removed again before READY.
     pub fn mount_warm_up(&self) {
@@ -206,15 +220,7 @@ impl Server {
         ));
         factory.set_shared(false);
         factory.set_protocols(gst_rtsp::RTSPLowerTrans::TCP);
-        factory.set_clock(Some(&gst::SystemClock::obtain()));
-        if self.auth.is_some() {
-            factory.add_role_from_structure(
-                &gst::Structure::builder(ROLE)
-                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
-                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
-                    .build(),
-            );
-        }
+        self.configure(&factory);
         if let Some(mounts) = self.server.mount_points() {
             mounts.add_factory(WARM_UP_PATH, factory);
         }
@@ -229,15 +235,7 @@ impl Server {
         // half torn down by the next client's DESCRIBE (the 503 trap in DESIGN.md).
         factory.set_shared(false);
         factory.set_protocols(gst_rtsp::RTSPLowerTrans::UDP | gst_rtsp::RTSPLowerTrans::TCP);
-        factory.set_clock(Some(&gst::SystemClock::obtain()));
-        if self.auth.is_some() {
-            factory.add_role_from_structure(
-                &gst::Structure::builder(ROLE)
-                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
-                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
-                    .build(),
-            );
-        }
+        self.configure(&factory);
         let stream = name.to_string();
         let fan = fanout.clone();
         let events = events.clone();
