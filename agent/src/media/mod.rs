@@ -189,6 +189,15 @@ pub fn spawn(
     type Ready = Result<(u16, gstreamer_rtsp_server::RTSPServer), ServerError>;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
     let rtsp_cfg = rtsp.clone();
+    // The warm-up session plays the first configured format (Opus when none).
+    let warm_encoding = encodings.first().cloned().unwrap_or(Encoding {
+        codec: crate::config::Codec::Opus,
+        bitrate: 64_000,
+        sample_rate: 48_000,
+        channels: 1,
+        gain_db: 0.0,
+        highpass_hz: 0.0,
+    });
     let rtsp = rtsp.clone();
     let cmd_tx = tx.clone();
     let thread = std::thread::Builder::new()
@@ -204,7 +213,7 @@ pub fn spawn(
                         return;
                     }
                 };
-                server.mount_warm_up();
+                server.mount_warm_up(&warm_encoding);
                 let _ = ready_tx.send(Ok((server.port, server.server.clone())));
                 let state = State {
                     server,

@@ -69,6 +69,18 @@ pub fn media_description(codec: Codec) -> String {
     format!("( appsrc name=src ! {} )", payloader_description(codec))
 }
 
+/// A self-contained tone media in `enc`'s format (the start-up warm-up session
+/// plays it; see `media::warm_up_session`).
+pub fn tone_media_description(enc: &Encoding) -> String {
+    format!(
+        "( audiotestsrc is-live=true ! audioconvert ! audioresample ! audio/x-raw,rate={},channels={} ! {} ! {} )",
+        enc.sample_rate,
+        enc.channels,
+        encoder_description(enc),
+        payloader_description(enc.codec)
+    )
+}
+
 pub fn db_to_linear(db: f64) -> f64 {
     10f64.powf(db / 20.0)
 }

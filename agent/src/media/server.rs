@@ -212,12 +212,9 @@ impl Server {
 
     /// Mounts a tone of its own at [`WARM_UP_PATH`] for the start-up warm-up
     /// session (see `warm::rtsp_session`); removed again before READY.
-    pub fn mount_warm_up(&self) {
+    pub fn mount_warm_up(&self, enc: &crate::config::Encoding) {
         let factory = rtsp::RTSPMediaFactory::new();
-        factory.set_launch(&format!(
-            "( audiotestsrc is-live=true ! audioconvert ! opusenc ! {} )",
-            pipeline::payloader_description(Codec::Opus)
-        ));
+        factory.set_launch(&pipeline::tone_media_description(enc));
         factory.set_shared(false);
         factory.set_protocols(gst_rtsp::RTSPLowerTrans::TCP);
         self.configure(&factory);
