@@ -118,7 +118,7 @@ fn event_for(action: &str, index: u32, roots: &Roots) -> Option<DeviceEvent> {
             (t, Some(card)) => {
                 tracing::debug!(
                     card = index,
-                    waited_ms = t.elapsed().as_millis() as u64,
+                    waited_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX),
                     "add uevent: card read"
                 );
                 Some(DeviceEvent::Added(Box::new(card)))

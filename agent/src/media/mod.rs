@@ -189,15 +189,7 @@ pub fn spawn(
     type Ready = Result<(u16, gstreamer_rtsp_server::RTSPServer), ServerError>;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
     let rtsp_cfg = rtsp.clone();
-    // The warm-up session plays the first configured format (Opus when none).
-    let warm_encoding = encodings.first().cloned().unwrap_or(Encoding {
-        codec: crate::config::Codec::Opus,
-        bitrate: 64_000,
-        sample_rate: 48_000,
-        channels: 1,
-        gain_db: 0.0,
-        highpass_hz: 0.0,
-    });
+    let warm_encoding = warm::session_encoding(encodings);
     let rtsp = rtsp.clone();
     let cmd_tx = tx.clone();
     let thread = std::thread::Builder::new()
@@ -236,47 +228,13 @@ pub fn spawn(
         })?;
     match ready_rx.recv() {
         Ok(Ok((port, server))) => {
-            warm_up_session(&rtsp_cfg, port, &server);
+            warm::warm_up_session(&rtsp_cfg, port, &server);
             Ok((MediaHandle { tx, port }, thread))
         }
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(MediaError::ThreadDied),
     }
 }
-
-/// One RTSP session against our own server before READY (the server's first
-/// session costs the first real client about 110 ms in QEMU otherwise), then the
-/// warm-up mount removed. A failure only costs that warm-up: it is logged.
-fn warm_up_session(rtsp: &RtspConfig, port: u16, server: &gstreamer_rtsp_server::RTSPServer) {
-    use gstreamer_rtsp_server::prelude::*;
-    let ip = match rtsp.bind {
-        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    let basic = rtsp
-        .auth
-        .as_ref()
-        .map(|a| gstreamer_rtsp_server::RTSPAuth::make_basic(&a.user, &a.password).to_string());
-    let t = std::time::Instant::now();
-    let result = warm::rtsp_session(
-        std::net::SocketAddr::new(ip, port),
-        server::WARM_UP_PATH,
-        basic.as_deref(),
-        WARM_UP_SESSION_LIMIT,
-    );
-    let took_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
-    match result {
-        Ok(_) => tracing::debug!(took_ms, "RTSP warmed up"),
-        Err(e) => tracing::info!(took_ms, error = %e, "RTSP warm-up session failed"),
-    }
-    if let Some(mounts) = server.mount_points() {
-        mounts.remove_factory(server::WARM_UP_PATH);
-    }
-}
-
-/// How long the warm-up session may take.
-const WARM_UP_SESSION_LIMIT: Duration = Duration::from_secs(3);
 
 struct Running {
     generation: u64,

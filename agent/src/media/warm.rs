@@ -12,7 +12,9 @@
 //! each element a capture pipeline and an RTSP session use is made once; each
 //! configured encoding's whole chain (converter, resampler, filters, meter,
 //! encoder) and its payloader carry a few buffers of a test tone to their end;
-//! and ALSA's `null` PCM is opened and closed.
+//! and ALSA's `null` PCM is opened and closed. Then, with the server bound,
+//! one RTSP session against it ([`warm_up_session`]): the server's first
+//! session was worth about 110 ms of the first plug in QEMU.
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 
 use super::pipeline;
-use crate::config::Encoding;
+use crate::config::{Encoding, RtspConfig};
 
 /// Elements every capture pipeline and every RTSP session uses.
 const COMMON: &[&str] = &[
@@ -97,6 +99,53 @@ fn dry_run(enc: &Encoding) -> bool {
     let _ = p.set_state(gst::State::Null);
     reached_end
 }
+
+/// The format the warm-up session plays: the first configured one (Opus when
+/// nothing is configured).
+pub fn session_encoding(encodings: &[Encoding]) -> Encoding {
+    encodings.first().cloned().unwrap_or(Encoding {
+        codec: crate::config::Codec::Opus,
+        bitrate: 64_000,
+        sample_rate: 48_000,
+        channels: 1,
+        gain_db: 0.0,
+        highpass_hz: 0.0,
+    })
+}
+
+/// One RTSP session against our own server before READY (the server's first
+/// session costs the first real client about 110 ms in QEMU otherwise), then the
+/// warm-up mount removed. A failure only costs that warm-up: it is logged.
+pub fn warm_up_session(rtsp: &RtspConfig, port: u16, server: &gstreamer_rtsp_server::RTSPServer) {
+    use gstreamer_rtsp_server::prelude::*;
+    let ip = match rtsp.bind {
+        std::net::IpAddr::V4(a) if a.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(a) if a.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    let basic = rtsp
+        .auth
+        .as_ref()
+        .map(|a| gstreamer_rtsp_server::RTSPAuth::make_basic(&a.user, &a.password).to_string());
+    let t = std::time::Instant::now();
+    let result = rtsp_session(
+        std::net::SocketAddr::new(ip, port),
+        super::server::WARM_UP_PATH,
+        basic.as_deref(),
+        WARM_UP_SESSION_LIMIT,
+    );
+    let took_ms = u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match result {
+        Ok(_) => tracing::debug!(took_ms, "RTSP warmed up"),
+        Err(e) => tracing::info!(took_ms, error = %e, "RTSP warm-up session failed"),
+    }
+    if let Some(mounts) = server.mount_points() {
+        mounts.remove_factory(super::server::WARM_UP_PATH);
+    }
+}
+
+/// How long the warm-up session may take.
+const WARM_UP_SESSION_LIMIT: Duration = Duration::from_secs(3);
 
 /// One RTSP session as a client makes it (DESCRIBE, SETUP over interleaved TCP,
 /// PLAY, the first RTP packet, TEARDOWN) against `path` on our own server, so
