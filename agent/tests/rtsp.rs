@@ -114,6 +114,23 @@ fn a_client_that_stops_reading_holds_up_no_one() {
     );
     assert_eq!(common::restarts(&h, "tone"), Some(0));
     drop(stuck);
+    // The control: the same measurement sees a stall when there is one (harkd
+    // stopped for 400 ms), so the gap asserted above could have been caught.
+    let stop = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(1500));
+            h.signal("STOP");
+            std::thread::sleep(Duration::from_millis(400));
+            h.signal("CONT");
+        });
+        listener.longest_rtp_gap(Instant::now() + Duration::from_secs(4))
+    });
+    let (stalled, _) = stop.unwrap();
+    println!("control: harkd stopped for 400 ms, longest gap {stalled:?}");
+    assert!(
+        stalled >= Duration::from_millis(300),
+        "a 400 ms stop of harkd showed as a gap of only {stalled:?}: the gap measure is blind"
+    );
 }
 
 /// What a stream must look like on the wire and decoded without forcing a format.
