@@ -259,6 +259,19 @@ fn main() -> ExitCode {
                     let source = match &s.source {
                         Source::Tone { freq_hz, .. } => format!("tone {freq_hz} Hz"),
                         Source::Alsa { device, .. } => format!("alsa {device}"),
+                        Source::Group(g) => match &g.members {
+                            hark_agent::config::Members::Listed(m) => format!(
+                                "{} of {}",
+                                g.mode.as_str(),
+                                m.iter()
+                                    .map(|m| m.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                            hark_agent::config::Members::AllDevices => {
+                                format!("{} of every device", g.mode.as_str())
+                            }
+                        },
                     };
                     println!(
                         "stream /{}: {source}, {} {} Hz {} ch",

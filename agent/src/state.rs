@@ -52,6 +52,8 @@ pub enum SourceKind {
     Alsa,
     /// A discovered microphone.
     Device,
+    /// A `[[group]]`: its members' audio, mixed or merged.
+    Group,
 }
 
 impl SourceKind {
@@ -60,6 +62,7 @@ impl SourceKind {
             SourceKind::Tone => "tone",
             SourceKind::Alsa => "alsa",
             SourceKind::Device => "device",
+            SourceKind::Group => "group",
         }
     }
 }
@@ -114,12 +117,53 @@ pub struct StreamStatus {
     /// The sound card it captures, for streams that follow a device.
     pub card: Option<u32>,
     pub source: SourceKind,
+    /// Groups only: members, channel map, levels per channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupStatus>,
+}
+
+/// A group as its mixer sees it (`media/mixer.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GroupStatus {
+    /// "mix" or "merge".
+    pub mode: &'static str,
+    /// Channels the group carries.
+    pub channels: u32,
+    /// In member order (merge: channel order).
+    pub members: Vec<GroupMemberStatus>,
+    /// Per group channel, over the last reading.
+    pub peak_dbfs: Vec<f64>,
+    pub rms_dbfs: Vec<f64>,
+    /// Samples clamped at full scale since the group started.
+    pub clipped_samples: u64,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GroupMemberStatus {
+    pub name: String,
+    /// Its audio is arriving and in the group.
+    pub present: bool,
+    /// Merge: the first group channel it occupies (0-based); mix: 0.
+    pub first_channel: u32,
+    pub channels: u32,
+    /// How far behind the member's capture the group reads it: the mean
+    /// over the last second.
+    pub latency_ms: Option<f64>,
+    /// The lowest it got in the last second (the controller holds this at 40 ms).
+    pub low_ms: Option<f64>,
+    /// How much faster (+) or slower (-) than nominal its clock is read.
+    pub rate_ppm: f64,
+    /// Times it ran dry (silence until refilled).
+    pub underruns: u64,
+    /// Times its queue grew past 500 ms and was cut back.
+    pub resyncs: u64,
 }
 
 impl StreamStatus {
     /// Does it capture from a sound device (as opposed to the built-in tone)?
     pub fn captures(&self) -> bool {
-        self.source != SourceKind::Tone
+        !matches!(self.source, SourceKind::Tone | SourceKind::Group)
     }
 
     pub fn running(&self) -> bool {

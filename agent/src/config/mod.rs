@@ -15,6 +15,7 @@
 mod changes;
 mod devices;
 mod encoding;
+mod groups;
 mod locate;
 mod parse;
 mod schema;
@@ -183,8 +184,72 @@ pub struct RestartConfig {
 /// What a stream captures.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    Tone { freq_hz: f64, level_dbfs: f64 },
-    Alsa { device: String, buffer: Duration },
+    Tone {
+        freq_hz: f64,
+        level_dbfs: f64,
+    },
+    Alsa {
+        device: String,
+        buffer: Duration,
+    },
+    /// A `[[group]]`: other streams' audio, mixed or merged.
+    Group(GroupSpec),
+}
+
+/// How a group combines its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupMode {
+    /// Every member summed into the group's channels.
+    Mix,
+    /// Every member's channels side by side, in member order.
+    Merge,
+}
+
+impl GroupMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupMode::Mix => "mix",
+            GroupMode::Merge => "merge",
+        }
+    }
+}
+
+/// One member of a group: a stream or device name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupMember {
+    pub name: String,
+    /// Mix only: gain applied to this member before the sum.
+    pub gain_db: f64,
+}
+
+/// Who is in a group.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Members {
+    /// These, in this order (merge: channel order).
+    Listed(Vec<GroupMember>),
+    /// Every capture device present (`members = "all"`; mix only).
+    AllDevices,
+}
+
+/// A validated `[[group]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupSpec {
+    pub mode: GroupMode,
+    pub members: Members,
+    /// Channels each member contributes: merge's `member_channels`; in a mix,
+    /// the group's channel count.
+    pub member_channels: u32,
+}
+
+impl GroupSpec {
+    /// Whether `stream` feeds this group (`devices`: is it a discovered device).
+    pub fn has_member(&self, stream: &str, is_device: bool) -> bool {
+        match &self.members {
+            Members::Listed(m) => m.iter().any(|m| m.name == stream),
+            Members::AllDevices => is_device,
+        }
+    }
 }
 
 /// How a stream is encoded and processed.
@@ -266,6 +331,10 @@ pub struct DevicesConfig {
     pub defaults: DeviceSettings,
     pub rules: Vec<DeviceRule>,
 }
+
+/// The rate every member's audio is brought to inside a group (then the group's
+/// own chain converts to its configured rate).
+pub const GROUP_RATE: u32 = 48_000;
 
 /// The validated, immutable configuration.
 #[derive(Debug, Clone, PartialEq)]

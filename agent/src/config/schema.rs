@@ -30,6 +30,8 @@ pub(super) struct RawConfig {
     pub device: Vec<RawDeviceRule>,
     #[serde(default)]
     pub deadman: RawDeadman,
+    #[serde(default)]
+    pub group: Vec<RawGroup>,
 }
 
 // ---- [rtsp] -------------------------------------------------------------------
@@ -329,6 +331,46 @@ pub(super) struct RawStream {
 }
 
 impl RawStream {
+    pub fn settings(&self) -> RawSettings {
+        RawSettings {
+            codec: self.codec,
+            bitrate: self.bitrate,
+            sample_rate: self.sample_rate,
+            channels: self.channels,
+            gain_db: self.gain_db,
+            highpass_hz: self.highpass_hz,
+        }
+    }
+}
+
+// ---- [[group]] ----------------------------------------------------------------
+
+/// `members`: a list of names, or one word (`"all"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawMembers {
+    Word(String),
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroup {
+    pub name: String,
+    pub mode: super::GroupMode,
+    pub members: RawMembers,
+    pub member_channels: Option<u32>,
+    #[serde(default)]
+    pub member_gain_db: std::collections::BTreeMap<String, f64>,
+    pub codec: Option<Codec>,
+    pub bitrate: Option<u32>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u32>,
+    pub gain_db: Option<f64>,
+    pub highpass_hz: Option<f64>,
+}
+
+impl RawGroup {
     pub fn settings(&self) -> RawSettings {
         RawSettings {
             codec: self.codec,

@@ -302,3 +302,119 @@ fn devices_and_rules_take_defaults() {
         (Codec::L16, 44_100, -3.0)
     );
 }
+
+const TWO: &str =
+    "[[stream]]\nname = \"a\"\nsource = \"tone\"\n[[stream]]\nname = \"b\"\nsource = \"tone\"\n";
+
+#[test]
+fn a_group_becomes_a_stream_with_its_members_and_channel_count() {
+    let c = parse(&format!(
+        "{TWO}[[group]]\nname = \"both\"\nmode = \"merge\"\nmembers = [\"b\", \"a\"]\ncodec = \"l16\"\nmember_channels = 2\n\
+         [[group]]\nname = \"room\"\nmode = \"mix\"\nmembers = [\"a\", \"usb-mic\"]\nmember_gain_db = {{ a = -6.0 }}\n\
+         [[group]]\nname = \"house\"\nmode = \"mix\"\nmembers = \"all\"\n"
+    ))
+    .unwrap();
+    let names: Vec<&str> = c.streams.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "both", "room", "house"]);
+    let both = &c.streams[2];
+    assert_eq!(both.encoding.channels, 4);
+    let Source::Group(g) = &both.source else {
+        panic!("{both:?}")
+    };
+    assert_eq!(g.mode, GroupMode::Merge);
+    assert_eq!(g.member_channels, 2);
+    assert!(g.has_member("a", false) && !g.has_member("c", true));
+    let Source::Group(room) = &c.streams[3].source else {
+        panic!()
+    };
+    assert_eq!(
+        c.streams[3].encoding.channels, 2,
+        "a mix is stereo unless told"
+    );
+    assert_eq!(
+        room.members,
+        Members::Listed(vec![
+            GroupMember {
+                name: "a".into(),
+                gain_db: -6.0
+            },
+            GroupMember {
+                name: "usb-mic".into(),
+                gain_db: 0.0
+            }
+        ])
+    );
+    let Source::Group(house) = &c.streams[4].source else {
+        panic!()
+    };
+    assert!(house.has_member("anything", true) && !house.has_member("a", false));
+}
+
+#[test]
+fn bad_groups_are_errors_at_their_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "[[group]]\nname = \"a\"\nmode = \"mix\"\nmembers = [\"b\"]\n",
+            "group[0].name",
+            "must be unique",
+        ),
+        (
+            "[[group]]\nname = \"g\"\nmode = \"merge\"\nmembers = [\"a\", \"b\", \"a\"]\ncodec = \"l16\"\n",
+            "group[0].members",
+            "listed twice",
+        ),
+        (
+            "[[group]]\nname = \"g\"\nmode = \"merge\"\nmembers = \"all\"\n",
+            "group[0].members",
+            "for mix groups",
+        ),
+        (
+            "[[group]]\nname = \"g\"\nmode = \"mix\"\nmembers = \"some\"\n",
+            "group[0].members",
+            "not a list",
+        ),
+        (
+            "[[group]]\nname = \"g\"\nmode = \"merge\"\nmembers = [\"a\", \"b\"]\nchannels = 2\n",
+            "group[0].channels",
+            "member_channels",
+        ),
+        (
+            "[[group]]\nname = \"g\"\nmode = \"merge\"\nmembers = [\"a\", \"b\", \"c\"]\n",
+            "group[0].members",
+            "3 channels",
+        ),
+        (
+            "[[group]]\nname = \"g\"\nmode = \"mix\"\nmembers = [\"a\"]\nmember_gain_db = { b = 1.0 }\n",
+            "group[0].member_gain_db",
+            "not a member",
+        ),
+        (
+            "[[group]]\nname = \"g\"\nmode = \"mix\"\nmembers = [\"a\", \"h\"]\n[[group]]\nname = \"h\"\nmode = \"mix\"\nmembers = [\"a\"]\n",
+            "group[0].members",
+            "is a group",
+        ),
+        (
+            "[[group]]\nname = \"g\"\nmode = \"mix\"\nmembers = []\n",
+            "group[0].members",
+            "at least one",
+        ),
+        (
+            "[[group]]\nname = \"g\"\nmode = \"blend\"\nmembers = [\"a\"]\n",
+            "group[0].mode",
+            "",
+        ),
+    ];
+    for (group, key, msg) in cases {
+        let text = format!("{TWO}{group}");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(&e.key, key, "{text}\n{e}");
+        assert!(e.message.contains(msg), "{text}\n{e}");
+        assert!(e.line > 6, "{e}: the line is in the group table");
+    }
+    // A [[device]] rule may not take a group's name either.
+    let e = parse(&format!(
+        "{TWO}[[group]]\nname = \"g\"\nmode = \"mix\"\nmembers = [\"a\"]\n[[device]]\nname = \"g\"\nserial = \"x\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.message.contains("must be unique"), "{e}");
+}

@@ -11,7 +11,7 @@ use super::locate::{Seg, Validator, at};
 use super::schema::{RawConfig, RawDeadman, RawHealth, RawHttp, RawRestart, RawRtsp};
 use super::{
     Config, ConfigError, DeadmanConfig, HealthConfig, HttpConfig, RestartConfig, RtspAuth,
-    RtspConfig, devices, encoding, streams,
+    RtspConfig, devices, encoding, groups, streams,
 };
 
 pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -23,7 +23,9 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
     let deadman = deadman(&v, &raw.deadman)?;
     // [defaults] must be valid on its own, even when no stream or device uses a key.
     let defaults = encoding::defaults(&v, &raw.defaults)?;
-    let streams = streams::validate(&v, &raw.stream, &raw.defaults)?;
+    let mut streams = streams::validate(&v, &raw.stream, &raw.defaults)?;
+    let groups = groups::validate(&v, &raw.group, &raw.defaults, &streams, &raw.device)?;
+    streams.extend(groups);
     let names: BTreeSet<String> = streams.iter().map(|s| s.name.clone()).collect();
     let devices = devices::validate(
         &v,

@@ -8,6 +8,8 @@
 //! FIFO that stopped delivering); the main loop never waits on a device.
 
 mod fanout;
+mod group;
+pub mod mixer;
 pub mod pipeline;
 pub mod reports;
 mod server;
@@ -23,7 +25,7 @@ use gstreamer::prelude::*;
 use tokio::sync::mpsc::{Receiver, Sender, channel};
 use tokio::sync::oneshot;
 
-use crate::config::{Encoding, RtspConfig, StreamSpec};
+use crate::config::{Encoding, GroupSpec, RtspConfig, Source, StreamSpec};
 use fanout::Fanout;
 pub use reports::{Inbox, Reports};
 pub use server::{ServerError, path_of_request_url};
@@ -41,6 +43,8 @@ pub enum MediaEvent {
         rms_dbfs: f64,
         /// Encoded bytes handed to clients so far (all pipelines of the stream).
         bytes_sent: u64,
+        /// Groups: members, channel map, levels per channel.
+        group: Option<Box<crate::state::GroupStatus>>,
     },
     /// The pipeline failed or could not start.
     Failed {
@@ -57,6 +61,7 @@ enum Command {
     Start {
         spec: StreamSpec,
         generation: u64,
+        device: bool,
     },
     Stop {
         stream: String,
@@ -122,10 +127,15 @@ impl MediaHandle {
         self.send(Command::Mount(spec));
     }
 
-    /// Starts the capture pipeline `generation` for a mounted stream. If the
-    /// previous pipeline is still being stopped, it starts once that is done.
-    pub fn start(&self, spec: StreamSpec, generation: u64) {
-        self.send(Command::Start { spec, generation });
+    /// Starts the capture pipeline `generation` for a mounted stream (`device`:
+    /// it follows a discovered device). If the previous pipeline is still being
+    /// stopped, it starts once that is done.
+    pub fn start(&self, spec: StreamSpec, generation: u64, device: bool) {
+        self.send(Command::Start {
+            spec,
+            generation,
+            device,
+        });
     }
 
     pub fn stop(&self, stream: &str, generation: u64) {
@@ -210,6 +220,8 @@ pub fn spawn(
                 let state = State {
                     server,
                     streams: HashMap::new(),
+                    groups: HashMap::new(),
+                    taps: HashMap::new(),
                     reaping: HashMap::new(),
                     events,
                     cmd_tx,
@@ -247,12 +259,18 @@ struct Mounted {
     fanout: Arc<Fanout>,
     running: Option<Running>,
     /// A start that waits until no pipeline of this stream is being stopped.
-    pending: Option<(StreamSpec, u64)>,
+    pending: Option<(StreamSpec, u64, bool)>,
+    /// It follows a discovered device.
+    device: bool,
 }
 
 struct State {
     server: server::Server,
     streams: HashMap<String, Mounted>,
+    /// Groups by name, from their first start to their unmount.
+    groups: HashMap<String, group::GroupRun>,
+    /// Member branches into groups, by (member, group), while both run.
+    taps: HashMap<(String, String), group::Tap>,
     /// Pipelines still being stopped on reaper threads, by stream name. Kept apart
     /// from `streams` so that a stream removed and added again (a mic unplugged and
     /// plugged back) still waits for its old pipeline to let go of the device.
@@ -266,7 +284,11 @@ async fn command_loop(mut state: State, mut rx: Receiver<Command>) {
     while let Some(cmd) = rx.recv().await {
         match cmd {
             Command::Mount(spec) => state.mount(spec),
-            Command::Start { spec, generation } => state.start(spec, generation),
+            Command::Start {
+                spec,
+                generation,
+                device,
+            } => state.start(spec, generation, device),
             Command::Stop { stream, generation } => state.stop(&stream, Some(generation)),
             Command::Unmount { stream } => state.unmount(&stream),
             Command::Reaped { stream, generation } => state.reaped(&stream, generation),
@@ -309,11 +331,12 @@ impl State {
                 fanout,
                 running: None,
                 pending: None,
+                device: false,
             },
         );
     }
 
-    fn start(&mut self, spec: StreamSpec, generation: u64) {
+    fn start(&mut self, spec: StreamSpec, generation: u64, device: bool) {
         let Some(m) = self.streams.get_mut(&spec.name) else {
             tracing::warn!(stream = %spec.name, "start for a stream that is not mounted");
             return;
@@ -328,21 +351,36 @@ impl State {
         };
         if self.reaping.get(&spec.name).is_some_and(|n| *n > 0) {
             tracing::info!(stream = %spec.name, generation, "waiting for the previous pipeline to stop");
-            m.pending = Some((spec, generation));
+            m.pending = Some((spec, generation, device));
             return;
         }
-        m.spec = spec;
+        m.spec = spec.clone();
+        m.device = device;
+        let name = spec.name.clone();
+        let mixer = match &spec.source {
+            Source::Group(g) => Some(self.group_mixer(&name, g)),
+            _ => None,
+        };
+        let Some(m) = self.streams.get_mut(&name) else {
+            return;
+        };
         match launch(
             &m.spec,
             generation,
             m.fanout.clone(),
+            mixer,
             &self.events,
             self.level_interval_ns,
         ) {
-            Ok(r) => m.running = Some(r),
+            Ok(r) => {
+                m.running = Some(r);
+                if !matches!(spec.source, Source::Group(_)) {
+                    self.tap_member(&name);
+                }
+            }
             Err(reason) => {
                 self.events.send(MediaEvent::Failed {
-                    stream: m.spec.name.clone(),
+                    stream: name,
                     generation,
                     reason,
                 });
@@ -350,12 +388,90 @@ impl State {
         }
     }
 
+    /// The mixer of group `name`, made (or made again, when its members or
+    /// mode changed) with a tap into every running member.
+    fn group_mixer(&mut self, name: &str, spec: &GroupSpec) -> group::SharedMixer {
+        if let Some(run) = self.groups.get(name)
+            && run.spec == *spec
+        {
+            return run.mixer.clone();
+        }
+        self.untap_group(name);
+        let run = group::GroupRun::new(spec);
+        let mixer = run.mixer.clone();
+        self.groups.insert(name.to_string(), run);
+        let members: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, m)| m.running.is_some() && !matches!(m.spec.source, Source::Group(_)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for member in members {
+            self.tap_member_into(&member, name);
+        }
+        mixer
+    }
+
+    /// Taps a member's running pipeline into every group it belongs to.
+    fn tap_member(&mut self, member: &str) {
+        let groups: Vec<String> = self.groups.keys().cloned().collect();
+        for g in groups {
+            self.tap_member_into(member, &g);
+        }
+    }
+
+    fn tap_member_into(&mut self, member: &str, group_name: &str) {
+        let key = (member.to_string(), group_name.to_string());
+        if self.taps.contains_key(&key) {
+            return;
+        }
+        let (Some(m), Some(run)) = (self.streams.get(member), self.groups.get(group_name)) else {
+            return;
+        };
+        let (Some(running), Some(input)) = (&m.running, run.input_for(member, m.device)) else {
+            return;
+        };
+        match group::add_tap(&running.pipeline, group_name, input) {
+            Ok(tap) => {
+                tracing::info!(
+                    stream = member,
+                    group = group_name,
+                    "member joined its group"
+                );
+                self.taps.insert(key, tap);
+            }
+            Err(e) => {
+                tracing::warn!(stream = member, group = group_name, error = %e, "cannot feed the group");
+            }
+        }
+    }
+
+    /// A member's pipeline stopped: its taps go with it; its inputs go quiet.
+    fn untap_member(&mut self, member: &str) {
+        for tap in self.take_taps(|(m, _)| m == member) {
+            mixer::lock(&tap.input).reset();
+        }
+    }
+
+    /// Unlinks every tap into group `name` from its running member.
+    fn untap_group(&mut self, name: &str) {
+        for tap in self.take_taps(|(_, g)| g == name) {
+            group::remove_tap(tap);
+        }
+    }
+
+    /// Removes the taps whose (member, group) `pick` selects.
+    fn take_taps(&mut self, pick: impl Fn(&(String, String)) -> bool) -> Vec<group::Tap> {
+        let keys: Vec<_> = self.taps.keys().filter(|k| pick(k)).cloned().collect();
+        keys.iter().filter_map(|k| self.taps.remove(k)).collect()
+    }
+
     /// Stops the stream's pipeline (if `generation` matches, or any when `None`).
     fn stop(&mut self, stream: &str, generation: Option<u64>) {
         let Some(m) = self.streams.get_mut(stream) else {
             return;
         };
-        if let Some((_, g)) = &m.pending
+        if let Some((_, g, _)) = &m.pending
             && generation.is_none_or(|want| want == *g)
         {
             m.pending = None;
@@ -371,6 +487,7 @@ impl State {
             return;
         };
         m.fanout.set_down();
+        self.untap_member(stream);
         *self.reaping.entry(stream.to_string()).or_default() += 1;
         reap(stream.to_string(), run, self.cmd_tx.clone());
     }
@@ -384,8 +501,9 @@ impl State {
             }
             self.reaping.remove(stream);
         }
-        if let Some((spec, g)) = self.streams.get_mut(stream).and_then(|m| m.pending.take()) {
-            self.start(spec, g);
+        if let Some((spec, g, device)) = self.streams.get_mut(stream).and_then(|m| m.pending.take())
+        {
+            self.start(spec, g, device);
         }
     }
 
@@ -394,6 +512,14 @@ impl State {
         let Some(m) = self.streams.remove(stream) else {
             return;
         };
+        if self.groups.contains_key(stream) {
+            self.untap_group(stream);
+            self.groups.remove(stream);
+        }
+        for run in self.groups.values() {
+            // A device gone from an "all" mix leaves it; listed members stay.
+            group::lock(&run.mixer).remove(stream);
+        }
         // EOS first, so RTP clients get a BYE; then close their connections so
         // clients waiting on the control connection or TCP end at once too.
         m.fanout.end_all();
@@ -451,10 +577,14 @@ fn launch(
     spec: &StreamSpec,
     generation: u64,
     fanout: Arc<Fanout>,
+    mixer: Option<group::SharedMixer>,
     events: &Reports,
     level_interval_ns: u64,
 ) -> Result<Running, String> {
     let capture = pipeline::build(spec, level_interval_ns).map_err(|e| e.to_string())?;
+    if let Some(mixer) = &mixer {
+        group::render_into(&capture.pipeline, mixer.clone())?;
+    }
     let sink_fanout = fanout.clone();
     capture.sink.set_callbacks(
         gstreamer_app::AppSinkCallbacks::builder()
@@ -476,7 +606,15 @@ fn launch(
         .add_watch({
             let mut warnings = WarningLimiter::default();
             move |_bus, msg| {
-                on_bus_message(&stream, generation, msg, &events, &mut warnings, &fanout);
+                on_bus_message(
+                    &stream,
+                    generation,
+                    msg,
+                    &events,
+                    &mut warnings,
+                    &fanout,
+                    mixer.as_ref(),
+                );
                 glib::ControlFlow::Continue
             }
         })
@@ -536,6 +674,7 @@ fn on_bus_message(
     events: &Reports,
     warnings: &mut WarningLimiter,
     fanout: &Fanout,
+    mixer: Option<&group::SharedMixer>,
 ) {
     use gst::MessageView;
     match msg.view() {
@@ -551,6 +690,7 @@ fn on_bus_message(
                     peak_dbfs: peak,
                     rms_dbfs: rms,
                     bytes_sent: fanout.bytes_sent(),
+                    group: mixer.map(|m| Box::new(group::status(m))),
                 });
             }
         }

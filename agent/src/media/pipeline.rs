@@ -8,7 +8,7 @@
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use crate::config::{Codec, Encoding, Source, StreamSpec};
+use crate::config::{Codec, Encoding, GROUP_RATE, Source, StreamSpec};
 
 /// The processing chain after the source, as a launch description. Only numbers
 /// from the validated config go in here; free-form strings (ALSA device names) are
@@ -113,9 +113,38 @@ pub struct Capture {
     pub sink: gstreamer_app::AppSink,
 }
 
+/// The group's own source: silence ticking live on the system clock, one buffer
+/// per [`GROUP_TICK_FRAMES`]; `media/group.rs` fills each from the mixer.
+pub fn group_source_description(channels: u32) -> String {
+    format!(
+        "audiotestsrc is-live=true wave=silence samplesperbuffer={GROUP_TICK_FRAMES} ! \
+         capsfilter name=groupcaps caps=audio/x-raw,format=F32LE,layout=interleaved,rate={GROUP_RATE},channels={channels}"
+    )
+}
+
+/// Frames per group buffer (20 ms).
+pub const GROUP_TICK_FRAMES: u32 = GROUP_RATE / 50;
+
+/// A member's branch into a group: its capture as 32-bit float at the group
+/// rate with `channels` channels, handed to an appsink that never waits.
+pub fn tap_description(channels: u32) -> String {
+    format!(
+        "audioconvert ! audioresample ! \
+         audio/x-raw,format=F32LE,layout=interleaved,rate={GROUP_RATE},channels={channels} ! \
+         appsink name=raw sync=false async=false max-buffers=8 drop=true"
+    )
+}
+
 pub fn build(spec: &StreamSpec, level_interval_ns: u64) -> Result<Capture, BuildError> {
     let stream = || spec.name.clone();
-    let src = match &spec.source {
+    let element = |element: &'static str| {
+        move |source| BuildError::Element {
+            stream: stream(),
+            element,
+            source,
+        }
+    };
+    let src: gst::Element = match &spec.source {
         Source::Tone {
             freq_hz,
             level_dbfs,
@@ -126,11 +155,7 @@ pub fn build(spec: &StreamSpec, level_interval_ns: u64) -> Result<Capture, Build
             .property("freq", *freq_hz)
             .property("volume", db_to_linear(*level_dbfs))
             .build()
-            .map_err(|source| BuildError::Element {
-                stream: stream(),
-                element: "audiotestsrc",
-                source,
-            })?,
+            .map_err(element("audiotestsrc"))?,
         Source::Alsa { device, buffer } => {
             let buffer_us = i64::try_from(buffer.as_micros()).unwrap_or(i64::MAX);
             gst::ElementFactory::make("alsasrc")
@@ -139,11 +164,19 @@ pub fn build(spec: &StreamSpec, level_interval_ns: u64) -> Result<Capture, Build
                 .property("buffer-time", buffer_us)
                 .property("latency-time", 20_000i64.min(buffer_us / 2))
                 .build()
-                .map_err(|source| BuildError::Element {
-                    stream: stream(),
-                    element: "alsasrc",
-                    source,
-                })?
+                .map_err(element("alsasrc"))?
+        }
+        Source::Group(_) => {
+            let bin = gst::parse::bin_from_description(
+                &group_source_description(spec.encoding.channels),
+                true,
+            )
+            .map_err(|source| BuildError::Chain {
+                stream: stream(),
+                source,
+            })?;
+            bin.set_property("name", "src");
+            bin.upcast()
         }
     };
     let chain = gst::parse::bin_from_description(
@@ -159,21 +192,36 @@ pub fn build(spec: &StreamSpec, level_interval_ns: u64) -> Result<Capture, Build
         .and_then(|e| e.downcast::<gstreamer_app::AppSink>().ok())
         .ok_or_else(|| BuildError::NoSink { stream: stream() })?;
     let pipeline = gst::Pipeline::with_name(&format!("capture-{}", spec.name));
+    let link = |source: glib::BoolError| BuildError::Link {
+        stream: stream(),
+        source,
+    };
     pipeline
         .add_many([&src, chain.upcast_ref()])
-        .map_err(|source| BuildError::Link {
-            stream: stream(),
-            source,
-        })?;
-    src.link(&chain).map_err(|source| BuildError::Link {
-        stream: stream(),
-        source: glib::bool_error!("{source}"),
-    })?;
+        .map_err(link)?;
+    if matches!(spec.source, Source::Group(_)) {
+        src.link(&chain)
+            .map_err(|e| link(glib::bool_error!("{e}")))?;
+    } else {
+        // A tee a group can take this capture from (`media/group.rs`); with one
+        // branch it is a function call per buffer.
+        let tee = gst::ElementFactory::make("tee")
+            .name(TAP)
+            .property("allow-not-linked", true)
+            .build()
+            .map_err(element("tee"))?;
+        pipeline.add(&tee).map_err(link)?;
+        gst::Element::link_many([&src, &tee, chain.upcast_ref()])
+            .map_err(|e| link(glib::bool_error!("{e}")))?;
+    }
     // Capture and RTSP media run on the same clock, so buffer times translate
     // exactly between them (see fanout.rs).
     pipeline.use_clock(Some(&gst::SystemClock::obtain()));
     Ok(Capture { pipeline, sink })
 }
+
+/// The name of the tee every capture pipeline has after its source.
+pub const TAP: &str = "tap";
 
 #[cfg(test)]
 mod tests {

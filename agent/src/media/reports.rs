@@ -130,6 +130,7 @@ mod tests {
             peak_dbfs: rms + 3.0,
             rms_dbfs: rms,
             bytes_sent: 0,
+            group: None,
         }
     }
 

@@ -17,8 +17,8 @@ use crate::devices::naming::{Assignment, Ledger};
 use crate::devices::scan::Card;
 use crate::health::{Action, Input as HealthInput, Note, Policy, StreamHealth};
 use crate::state::{
-    BusStatus, DeadmanStatus, DeviceState, DeviceStatus, ReloadReport, Snapshot, SourceKind,
-    StreamState, StreamStatus,
+    BusStatus, DeadmanStatus, DeviceState, DeviceStatus, GroupStatus, ReloadReport, Snapshot,
+    SourceKind, StreamState, StreamStatus,
 };
 
 /// Everything the machine reacts to.
@@ -47,6 +47,8 @@ pub enum Input {
         peak_dbfs: f64,
         rms_dbfs: f64,
         bytes_sent: u64,
+        /// Groups: members, channel map, levels per channel.
+        group: Option<Box<GroupStatus>>,
     },
     /// A pipeline failed; `card_present` says whether the stream's card is still
     /// there (always true for streams that do not follow a device).
@@ -81,6 +83,8 @@ pub enum Effect {
     Start {
         spec: StreamSpec,
         generation: u64,
+        /// It follows a discovered device (a member of `members = "all"` groups).
+        device: bool,
     },
     Stop {
         stream: String,
@@ -119,6 +123,8 @@ struct Stream {
     bytes_sent: u64,
     /// The card it captures, for streams that follow a device.
     card: Option<u32>,
+    /// Groups: the mixer's latest view.
+    group: Option<GroupStatus>,
 }
 
 /// A card the machine has seen.
@@ -243,9 +249,13 @@ impl Machine {
                 peak_dbfs,
                 rms_dbfs,
                 bytes_sent,
+                group,
             } => {
                 if let Some(e) = self.streams.get_mut(&stream) {
                     e.bytes_sent = bytes_sent;
+                    if group.is_some() {
+                        e.group = group.map(|g| *g);
+                    }
                 }
                 if self.is_current(&stream, generation) {
                     let level = HealthInput::Level {
@@ -331,6 +341,7 @@ impl Machine {
                 health,
                 clients: 0,
                 bytes_sent: 0,
+                group: None,
                 card,
             },
         );
@@ -352,6 +363,7 @@ impl Machine {
             Action::Start { generation } => Effect::Start {
                 spec: e.spec.clone(),
                 generation,
+                device: e.card.is_some(),
             },
             Action::Stop { generation } => Effect::Stop {
                 stream: name.to_string(),
@@ -857,8 +869,10 @@ fn stream_status(e: &Stream) -> StreamStatus {
         failures: e.health.failures,
         last_error: e.health.last_error.clone(),
         card: e.card,
+        group: e.group.clone(),
         source: match (&e.spec.source, e.card) {
             (Source::Tone { .. }, _) => SourceKind::Tone,
+            (Source::Group(_), _) => SourceKind::Group,
             (_, Some(_)) => SourceKind::Device,
             (_, None) => SourceKind::Alsa,
         },

@@ -141,7 +141,11 @@ impl Supervisor {
     fn carry_out(&mut self, effect: Effect) {
         match effect {
             Effect::Mount(spec) => self.media.mount(spec),
-            Effect::Start { spec, generation } => self.media.start(spec, generation),
+            Effect::Start {
+                spec,
+                generation,
+                device,
+            } => self.media.start(spec, generation, device),
             Effect::Stop { stream, generation } => self.media.stop(&stream, generation),
             Effect::Unmount(stream) => self.media.unmount(&stream),
             Effect::SaveLedger(ledger) => self.ledger.save(ledger),
@@ -205,12 +209,14 @@ impl Supervisor {
                 peak_dbfs,
                 rms_dbfs,
                 bytes_sent,
+                group,
             } => Input::Level {
                 stream,
                 generation,
                 peak_dbfs,
                 rms_dbfs,
                 bytes_sent,
+                group,
             },
             MediaEvent::Clients { stream, count } => Input::Clients { stream, count },
             MediaEvent::Failed {

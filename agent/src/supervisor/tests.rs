@@ -125,6 +125,7 @@ impl Rig {
             peak_dbfs: -10.0,
             rms_dbfs: -13.0,
             bytes_sent: 0,
+            group: None,
         })
     }
 }
@@ -133,7 +134,9 @@ fn started(effects: &[Effect]) -> Vec<(String, u64)> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Start { spec, generation } => Some((spec.name.clone(), *generation)),
+            Effect::Start {
+                spec, generation, ..
+            } => Some((spec.name.clone(), *generation)),
             _ => None,
         })
         .collect()
@@ -155,7 +158,7 @@ fn alsa_device(effects: &[Effect]) -> String {
         .find_map(|e| match e {
             Effect::Start { spec, .. } => match &spec.source {
                 Source::Alsa { device, .. } => Some(device.clone()),
-                Source::Tone { .. } => None,
+                Source::Tone { .. } | Source::Group(_) => None,
             },
             _ => None,
         })

@@ -100,6 +100,29 @@ pub struct Analysis {
     pub windows: Vec<Window>,
 }
 
+/// RMS level in dBFS of the component of `s` at `freq_hz` (Goertzel over a
+/// Hann window): a sine at that frequency with an RMS of r dBFS reads about r;
+/// a tone elsewhere (more than a few Hz away over a second) reads far lower.
+pub fn tone_dbfs(s: &[i16], rate: u32, freq_hz: f64) -> f64 {
+    let n = s.len();
+    if n < 2 {
+        return f64::NEG_INFINITY;
+    }
+    let w = 2.0 * std::f64::consts::PI * freq_hz / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for (i, x) in s.iter().enumerate() {
+        let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / (n - 1) as f64).cos();
+        let v = f64::from(*x) / 32768.0 * hann + coeff * s1 - s2;
+        s2 = s1;
+        s1 = v;
+    }
+    let power = (s1 * s1 + s2 * s2 - coeff * s1 * s2).max(0.0);
+    // |X| = A * N / 4 under a Hann window; RMS = A / sqrt 2.
+    let amplitude = 4.0 * power.sqrt() / n as f64;
+    20.0 * (amplitude / std::f64::consts::SQRT_2).log10()
+}
+
 /// RMS level in dBFS; -inf for no samples.
 pub fn rms_dbfs(s: &[i16]) -> f64 {
     if s.is_empty() {
@@ -397,5 +420,17 @@ mod tests {
         assert!(pcm.channel(2).is_empty());
         let a = analyse(&pcm.channel(1), R);
         assert!((a.freq_hz - 1500.0).abs() < 1.0, "{}", a.freq_hz);
+    }
+
+    #[test]
+    fn tone_dbfs_reads_the_level_of_one_frequency_and_not_its_neighbours() {
+        // -6 dBFS peak is -9 dBFS RMS.
+        let a = tone(500.0, 2.0, 0.5, &[], false);
+        let b = tone(1500.0, 2.0, 0.25, &[], false);
+        let mixed: Vec<i16> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        assert!((tone_dbfs(&mixed, R, 500.0) + 9.03).abs() < 0.2);
+        assert!((tone_dbfs(&mixed, R, 1500.0) + 15.05).abs() < 0.2);
+        assert!(tone_dbfs(&mixed, R, 1000.0) < -60.0);
+        assert!(tone_dbfs(&a, R, 1500.0) < -60.0);
     }
 }

@@ -1,0 +1,225 @@
+//! Multi-mic groups end to end: members' audio mixed or merged into one RTSP
+//! stream, decoded by ffmpeg and checked per channel and per frequency.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harkd, Pcm, ffmpeg_pull_native, http_get, is_event};
+use serde_json::Value;
+
+fn tone(name: &str, hz: f64, dbfs: f64) -> String {
+    format!(
+        "[[stream]]\nname = \"{name}\"\nsource = \"tone\"\ntone_hz = {hz}\ntone_dbfs = {dbfs}\n\n"
+    )
+}
+
+fn config(body: &str) -> String {
+    format!("[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n{body}")
+}
+
+fn wait_running(h: &Harkd, stream: &str) {
+    h.wait_log(Duration::from_secs(15), |v| {
+        is_event(v, "audio is flowing", stream)
+    });
+}
+
+/// The level of `freq` Hz on channel `c`, in dBFS RMS, over seconds `from..to`:
+/// the power mean of 250 ms analyses (4 Hz wide each, so a member read a few
+/// hundred ppm off while its rate controller settles still reads in full).
+fn tone_at(pcm: &Pcm, c: u16, freq: f64, from: f64, to: f64) -> f64 {
+    let ch = pcm.0.channel(c);
+    let rate = f64::from(pcm.0.rate);
+    let (a, b) = ((from * rate) as usize, ((to * rate) as usize).min(ch.len()));
+    let powers: Vec<f64> = ch[a..b]
+        .chunks_exact(pcm.0.rate as usize / 4)
+        .map(|w| 10f64.powf(hark_audiocheck::tone_dbfs(w, pcm.0.rate, freq) / 10.0))
+        .collect();
+    10.0 * (powers.iter().sum::<f64>() / powers.len().max(1) as f64).log10()
+}
+
+fn group_status(h: &Harkd, name: &str) -> Value {
+    let status: Value = serde_json::from_str(&http_get(h.http_port, "/api/v1/status")).unwrap();
+    status["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not in {status}"))
+        .clone()
+}
+
+/// Waits until the group's status lists `n` members present.
+fn wait_members_present(h: &Harkd, name: &str, n: usize) -> Value {
+    common::wait_for(Duration::from_secs(10), "every member present", || {
+        let s = group_status(h, name);
+        let present = s["group"]["members"]
+            .as_array()
+            .map_or(0, |m| m.iter().filter(|m| m["present"] == true).count());
+        if present == n {
+            Ok(s)
+        } else {
+            Err(format!("{present} present: {s}"))
+        }
+    })
+    .0
+}
+
+#[test]
+fn a_merge_group_carries_each_member_on_its_own_channel_in_member_order() {
+    let members = [("c", 2500.0), ("a", 300.0), ("b", 1000.0)];
+    let group = "[[group]]\nname = \"trio\"\nmode = \"merge\"\nmembers = [\"c\", \"a\", \"b\"]\ncodec = \"l16\"\n";
+    let body = format!(
+        "{}{}{}{group}",
+        tone("a", 300.0, -12.0),
+        tone("b", 1000.0, -12.0),
+        tone("c", 2500.0, -12.0)
+    );
+    let h = Harkd::start(&config(&body));
+    wait_running(&h, "trio");
+    let status = wait_members_present(&h, "trio", 3);
+    let pcm = ffmpeg_pull_native(&h.url("trio"), 3.0);
+    assert_eq!((pcm.0.rate, pcm.0.channels), (48_000, 3));
+    assert!(pcm.seconds() >= 2.5, "{} s", pcm.seconds());
+    for (c, (name, freq)) in members.iter().enumerate() {
+        // -12 dBFS peak is -15 dBFS RMS, on its own channel...
+        let own = tone_at(&pcm, c as u16, *freq, 0.5, 2.5);
+        assert!(
+            (own + 15.0).abs() < 1.5,
+            "channel {c} ({name}): {own:.1} dBFS"
+        );
+        // ...and nothing of the others.
+        for (other, f) in members.iter().filter(|(n, _)| n != name) {
+            let leak = tone_at(&pcm, c as u16, *f, 0.5, 2.5);
+            assert!(leak < -50.0, "channel {c} carries {other}: {leak:.1} dBFS");
+        }
+    }
+    // The channel map as the status endpoint publishes it.
+    let map: Vec<(String, u64)> = status["group"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["first_channel"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        map,
+        [("c".into(), 0), ("a".into(), 1), ("b".into(), 2)],
+        "{status}"
+    );
+    assert_eq!(status["source"], "group");
+    assert_eq!(status["group"]["mode"], "merge");
+    // The members still serve their own streams: a mic is opened once, used twice.
+    common::ffmpeg_pull(&h.url("a"), "tcp", 1.5).assert_tone(1.0, 300.0, -15.0);
+
+    // Changing the group reloads the group only.
+    let mark = h.mark();
+    h.reload(&config(&body.replace(
+        "codec = \"l16\"\n",
+        "codec = \"l16\"\ngain_db = -6.0\n",
+    )));
+    h.wait_log_after(mark, Duration::from_secs(10), |v| {
+        is_event(v, "capture started", "trio")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    for (name, _) in members {
+        assert!(
+            h.logs_after(mark, |v| is_event(v, "capture started", name))
+                .is_empty(),
+            "{name} restarted when only the group changed"
+        );
+        assert_eq!(common::restarts(&h, name), Some(0));
+    }
+}
+
+#[test]
+fn a_mix_sums_its_members_at_one_over_n_with_their_gains() {
+    let group = "[[group]]\nname = \"room\"\nmode = \"mix\"\nmembers = [\"a\", \"b\"]\n\
+                 member_gain_db = { b = -6.0 }\ncodec = \"l16\"\nchannels = 1\n";
+    let body = format!(
+        "{}{}{group}",
+        tone("a", 500.0, -6.0),
+        tone("b", 1500.0, -6.0)
+    );
+    let h = Harkd::start(&config(&body));
+    wait_running(&h, "room");
+    wait_members_present(&h, "room", 2);
+    let pcm = ffmpeg_pull_native(&h.url("room"), 3.0);
+    assert_eq!(pcm.0.channels, 1);
+    // -6 dBFS peak = -9 RMS; two members listed: each at 1/2 (-6.02 dB); b at -6 more.
+    let a = tone_at(&pcm, 0, 500.0, 0.5, 2.5);
+    let b = tone_at(&pcm, 0, 1500.0, 0.5, 2.5);
+    assert!((a + 15.0).abs() < 1.0, "a in the mix: {a:.1} dBFS");
+    assert!((b + 21.0).abs() < 1.0, "b in the mix: {b:.1} dBFS");
+    assert_eq!(group_status(&h, "room")["group"]["clipped_samples"], 0);
+}
+
+#[test]
+fn a_member_removed_and_added_back_leaves_the_others_unbroken() {
+    let group =
+        "[[group]]\nname = \"pair\"\nmode = \"merge\"\nmembers = [\"a\", \"b\"]\ncodec = \"l16\"\n";
+    let with_b = format!(
+        "{}{}{group}",
+        tone("a", 400.0, -12.0),
+        tone("b", 1200.0, -12.0)
+    );
+    let without_b = format!("{}{group}", tone("a", 400.0, -12.0));
+    let h = Harkd::start(&config(&with_b));
+    wait_running(&h, "pair");
+    wait_members_present(&h, "pair", 2);
+    let url = h.url("pair");
+    let pull = std::thread::spawn(move || ffmpeg_pull_native(&url, 12.0));
+    std::thread::sleep(Duration::from_secs(3));
+    h.reload(&config(&without_b));
+    common::wait_for(Duration::from_secs(5), "b absent", || {
+        let s = group_status(&h, "pair");
+        if s["group"]["members"][1]["present"] == false {
+            Ok(())
+        } else {
+            Err(s.to_string())
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    h.reload(&config(&with_b));
+    let back = std::time::Instant::now();
+    wait_members_present(&h, "pair", 2);
+    assert!(
+        back.elapsed() < Duration::from_secs(4),
+        "b took {:?} to come back: too late for the client's last seconds",
+        back.elapsed()
+    );
+    let pcm = pull.join().unwrap();
+    assert!(pcm.seconds() >= 11.0, "{} s", pcm.seconds());
+    // a never missed a beat: every 250 ms window holds its tone.
+    let a = hark_audiocheck::Pcm::mono(pcm.0.rate, pcm.0.channel(0));
+    let analysis = hark_audiocheck::analyse(&a.channel(0), a.rate);
+    let expect = hark_audiocheck::Expect {
+        max_disturbed: 0,
+        ..hark_audiocheck::Expect::tone(11.0, 400.0, -15.0)
+    };
+    if let Err(why) = analysis.check(&expect) {
+        panic!("a's channel was disturbed while b left and came back: {why}");
+    }
+    // b: there, gone (silence on its channel), back.
+    let b_before = tone_at(&pcm, 1, 1200.0, 0.5, 2.5);
+    let b_after = tone_at(&pcm, 1, 1200.0, pcm.seconds() - 1.5, pcm.seconds() - 0.2);
+    assert!((b_before + 15.0).abs() < 1.5, "b before: {b_before:.1}");
+    assert!((b_after + 15.0).abs() < 1.5, "b after: {b_after:.1}");
+    // (Silence, not zeros: the conversion to 16 bits dithers.)
+    let ch = pcm.0.channel(1);
+    let silent_windows = ch
+        .chunks_exact(pcm.0.rate as usize / 4)
+        .filter(|w| hark_audiocheck::rms_dbfs(w) < -70.0)
+        .count();
+    assert!(
+        silent_windows >= 4,
+        "b's channel should be silent for at least a second while it is gone ({silent_windows} silent windows)"
+    );
+    assert_eq!(common::restarts(&h, "pair"), Some(0));
+}
