@@ -7,7 +7,7 @@ CONFIG ?= configs/dev.toml
 # in configs/dbus installed).
 BUS ?= none
 
-.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench churn soak fuzz hil hil-aarch64 fresh-check check-image check-layer clean
+.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench bench-groups churn soak drift fuzz hil hil-aarch64 fresh-check check-image check-layer clean
 
 all: build
 
@@ -91,6 +91,11 @@ bench: build
 	$(CARGO) build --release --locked --examples
 	/usr/bin/python3 scripts/bench.py
 
+# What a group costs over its members alone (CPU), and the latency it adds;
+# see scripts/group_cost.py.
+bench-groups: build
+	/usr/bin/python3 scripts/group_cost.py
+
 # 10,000 mixed RTSP sessions (TCP and UDP, TEARDOWN or vanishing mid-PLAY,
 # DESCRIBE probes) on one running stream: none may fail, and RSS, descriptors and
 # threads must come back (agent/tests/churn.rs; `make test` runs 1,000).
@@ -103,6 +108,12 @@ churn: deps
 SOAK_SECONDS ?= 1200
 soak: deps
 	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --locked -p hark-agent --test soak -- --ignored --nocapture
+
+# Two FIFO-backed ALSA mics paced 208 ppm apart in one merge group for
+# DRIFT_SECONDS of audio (agent/tests/groups.rs; `make test` runs 90).
+DRIFT_SECONDS ?= 600
+drift: deps
+	HARK_DRIFT_SECONDS=$(DRIFT_SECONDS) $(CARGO) test --locked -p hark-agent --test groups two_mics -- --nocapture
 
 # Every parser of outside input fuzzed with cargo-fuzz (nightly, installed by
 # the script), FUZZ_SECONDS each (default 60); see scripts/fuzz.sh. The corpora

@@ -21,7 +21,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{connection, interface};
 
 use crate::backoff::Backoff;
-use crate::state::{BusState, BusStatus, Snapshot, StreamStatus};
+use crate::state::{BusState, BusStatus, GroupStatus, Snapshot, StreamStatus};
 use crate::supervisor::Event;
 
 pub const BUS_NAME: &str = "org.hark.Agent1";
@@ -308,6 +308,67 @@ impl Device {
     }
 }
 
+/// A group's own view, served beside its `Device1` (groups only).
+#[derive(Clone, Default, PartialEq)]
+struct Group {
+    g: GroupStatus,
+}
+
+/// A group of microphones mixed or merged into one stream (`[[group]]`).
+#[interface(name = "org.hark.Group1")]
+impl Group {
+    /// "mix" (members summed) or "merge" (each member on channels of its own).
+    #[zbus(property)]
+    fn mode(&self) -> String {
+        self.g.mode.to_string()
+    }
+    /// Channels the group stream carries.
+    #[zbus(property)]
+    fn channels(&self) -> u32 {
+        self.g.channels
+    }
+    /// The channel map, in member order: (member, first channel (0-based),
+    /// channels, present). In a mix every member is on every channel (first 0).
+    #[zbus(property)]
+    fn members(&self) -> Vec<(String, u32, u32, bool)> {
+        self.g
+            .members
+            .iter()
+            .map(|m| (m.name.clone(), m.first_channel, m.channels, m.present))
+            .collect()
+    }
+    /// Members present now.
+    #[zbus(property)]
+    fn members_present(&self) -> u32 {
+        self.g.members.iter().filter(|m| m.present).count() as u32
+    }
+    /// How far behind each member's capture the group reads it, in ms (-1 when
+    /// absent), in member order.
+    #[zbus(property)]
+    fn member_latency_ms(&self) -> Vec<f64> {
+        self.g
+            .members
+            .iter()
+            .map(|m| m.latency_ms.unwrap_or(-1.0))
+            .collect()
+    }
+    /// Peak level per group channel, dBFS (updated at most once a second).
+    #[zbus(property)]
+    fn channel_peak_dbfs(&self) -> Vec<f64> {
+        self.g.peak_dbfs.clone()
+    }
+    /// RMS level per group channel, dBFS (updated at most once a second).
+    #[zbus(property)]
+    fn channel_rms_dbfs(&self) -> Vec<f64> {
+        self.g.rms_dbfs.clone()
+    }
+    /// Samples clamped at full scale (a mix with member gains above 0 dB).
+    #[zbus(property)]
+    fn clipped_samples(&self) -> u64 {
+        self.g.clipped_samples
+    }
+}
+
 /// Builds a Device from the snapshot (stream plus its card, if any).
 fn device_of(
     snap: &Snapshot,
@@ -341,6 +402,50 @@ fn device_of(
 }
 
 const LEVEL_EVERY: Duration = Duration::from_secs(1);
+
+/// Keeps a group's `Group1` in step: membership at once, levels and latencies
+/// with the stream's levels (at most once a second).
+async fn mirror_group(
+    server: &zbus::ObjectServer,
+    path: &str,
+    old: Option<&GroupStatus>,
+    new: Option<&GroupStatus>,
+    send_levels: bool,
+) -> zbus::Result<()> {
+    let Some(new) = new else { return Ok(()) };
+    let Some(old) = old else {
+        // The first reading of a group exported before it had one.
+        server.at(path, Group { g: new.clone() }).await?;
+        return Ok(());
+    };
+    let membership = |g: &GroupStatus| -> Vec<(String, u32, u32, bool)> {
+        g.members
+            .iter()
+            .map(|m| (m.name.clone(), m.first_channel, m.channels, m.present))
+            .collect()
+    };
+    let members_changed = membership(old) != membership(new) || old.mode != new.mode;
+    if !members_changed && !send_levels {
+        return Ok(());
+    }
+    let iface = server.interface::<_, Group>(path).await?;
+    *iface.get_mut().await = Group { g: new.clone() };
+    let em = iface.signal_emitter();
+    let g = iface.get().await;
+    if members_changed {
+        g.members_changed(em).await?;
+        g.members_present_changed(em).await?;
+        g.channels_changed(em).await?;
+        g.mode_changed(em).await?;
+    }
+    if send_levels {
+        g.channel_peak_dbfs_changed(em).await?;
+        g.channel_rms_dbfs_changed(em).await?;
+        g.member_latency_ms_changed(em).await?;
+        g.clipped_samples_changed(em).await?;
+    }
+    Ok(())
+}
 
 /// Connects, serves the root objects and takes the well-known name (in that
 /// order). Call [`run`] next to keep the objects in step with the agent.
@@ -568,8 +673,13 @@ async fn mirror(
         .cloned()
         .collect();
     for name in gone {
-        server.remove::<Device, _>(device_path(&name)).await?;
-        exported.remove(&name);
+        let path = device_path(&name);
+        server.remove::<Device, _>(path.as_str()).await?;
+        if let Some((d, _)) = exported.remove(&name)
+            && d.s.group.is_some()
+        {
+            server.remove::<Group, _>(path.as_str()).await?;
+        }
     }
     let now = Instant::now();
     for (name, s) in wanted {
@@ -578,6 +688,9 @@ async fn mirror(
             None => {
                 let d = device_of(snap, s, url_base, None);
                 server.at(path.as_str(), d.clone()).await?;
+                if let Some(g) = &s.group {
+                    server.at(path.as_str(), Group { g: g.clone() }).await?;
+                }
                 exported.insert(name.to_string(), (d, now));
             }
             Some((old, levels_at)) => {
@@ -611,6 +724,14 @@ async fn mirror(
                     *levels_at = now;
                 }
                 drop(d);
+                mirror_group(
+                    server,
+                    &path,
+                    old.s.group.as_ref(),
+                    new.s.group.as_ref(),
+                    send_levels,
+                )
+                .await?;
                 *old = new;
             }
         }

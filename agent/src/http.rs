@@ -312,9 +312,77 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
         ])
         .set(1);
     }
+    group_metrics(&reg, snap)?;
     let mut buf = Vec::new();
     TextEncoder::new().encode(&reg.gather(), &mut buf)?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Per group member: present, latency, rate, underruns, resyncs; per group:
+/// clipped samples.
+fn group_metrics(reg: &Registry, snap: &Snapshot) -> Result<(), prometheus::Error> {
+    let groups: Vec<_> = snap
+        .streams
+        .iter()
+        .filter_map(|s| Some((s.name.as_str(), s.group.as_ref()?)))
+        .collect();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let labels = &["group", "member"];
+    let gauge = |name: &str, help: &str| -> Result<GaugeVec, prometheus::Error> {
+        let g = GaugeVec::new(Opts::new(name, help), labels)?;
+        reg.register(Box::new(g.clone()))?;
+        Ok(g)
+    };
+    let counter = |name: &str, help: &str, labels: &[&str]| {
+        let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+        reg.register(Box::new(c.clone()))?;
+        Ok::<_, prometheus::Error>(c)
+    };
+    let present = gauge(
+        "hark_group_member_present",
+        "1 when the member's audio is in its group.",
+    )?;
+    let latency = gauge(
+        "hark_group_member_latency_seconds",
+        "How far behind the member's capture its group reads it (mean over a second).",
+    )?;
+    let rate = gauge(
+        "hark_group_member_rate_ppm",
+        "How much faster (+) or slower (-) than nominal the group reads the member's clock.",
+    )?;
+    let underruns = counter(
+        "hark_group_member_underruns_total",
+        "Times the member's queue ran dry (silence until refilled).",
+        labels,
+    )?;
+    let resyncs = counter(
+        "hark_group_member_resyncs_total",
+        "Times the member's queue grew past 500 ms and was cut back.",
+        labels,
+    )?;
+    let clipped = counter(
+        "hark_group_clipped_samples_total",
+        "Samples of the group clamped at full scale.",
+        &["group"],
+    )?;
+    for (name, g) in groups {
+        clipped.with_label_values(&[name]).inc_by(g.clipped_samples);
+        for m in &g.members {
+            let l = [name, m.name.as_str()];
+            present
+                .with_label_values(&l)
+                .set(f64::from(u8::from(m.present)));
+            if let Some(ms) = m.latency_ms {
+                latency.with_label_values(&l).set(ms / 1000.0);
+            }
+            rate.with_label_values(&l).set(m.rate_ppm);
+            underruns.with_label_values(&l).inc_by(m.underruns);
+            resyncs.with_label_values(&l).inc_by(m.resyncs);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,6 +16,15 @@ fn tone(name: &str, hz: f64, dbfs: f64) -> String {
     )
 }
 
+/// A merge group over `members`, in L16 (more than two channels).
+fn merge(name: &str, members: &[&str]) -> String {
+    let list: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+    format!(
+        "[[group]]\nname = \"{name}\"\nmode = \"merge\"\nmembers = [{}]\ncodec = \"l16\"\n",
+        list.join(", ")
+    )
+}
+
 fn config(body: &str) -> String {
     format!("[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n{body}")
 }
@@ -70,7 +79,7 @@ fn wait_members_present(h: &Harkd, name: &str, n: usize) -> Value {
 #[test]
 fn a_merge_group_carries_each_member_on_its_own_channel_in_member_order() {
     let members = [("c", 2500.0), ("a", 300.0), ("b", 1000.0)];
-    let group = "[[group]]\nname = \"trio\"\nmode = \"merge\"\nmembers = [\"c\", \"a\", \"b\"]\ncodec = \"l16\"\n";
+    let group = merge("trio", &["c", "a", "b"]);
     let body = format!(
         "{}{}{}{group}",
         tone("a", 300.0, -12.0),
@@ -158,12 +167,20 @@ fn a_mix_sums_its_members_at_one_over_n_with_their_gains() {
     assert!((a + 15.0).abs() < 1.0, "a in the mix: {a:.1} dBFS");
     assert!((b + 21.0).abs() < 1.0, "b in the mix: {b:.1} dBFS");
     assert_eq!(group_status(&h, "room")["group"]["clipped_samples"], 0);
+    let metrics = http_get(h.http_port, "/metrics");
+    for want in [
+        "hark_group_member_present{group=\"room\",member=\"a\"} 1",
+        "hark_group_member_present{group=\"room\",member=\"b\"} 1",
+        "hark_group_clipped_samples_total{group=\"room\"} 0",
+        "hark_group_member_latency_seconds{group=\"room\",member=\"a\"}",
+    ] {
+        assert!(metrics.contains(want), "/metrics lacks {want}:\n{metrics}");
+    }
 }
 
 #[test]
 fn a_member_removed_and_added_back_leaves_the_others_unbroken() {
-    let group =
-        "[[group]]\nname = \"pair\"\nmode = \"merge\"\nmembers = [\"a\", \"b\"]\ncodec = \"l16\"\n";
+    let group = merge("pair", &["a", "b"]);
     let with_b = format!(
         "{}{}{group}",
         tone("a", 400.0, -12.0),
@@ -222,4 +239,157 @@ fn a_member_removed_and_added_back_leaves_the_others_unbroken() {
         "b's channel should be silent for at least a second while it is gone ({silent_windows} silent windows)"
     );
     assert_eq!(common::restarts(&h, "pair"), Some(0));
+}
+
+#[test]
+fn busctl_shows_the_group_and_its_channel_map() {
+    let bus = common::bus::Bus::open();
+    let group = merge("pair", &["b", "a"]);
+    let body = format!(
+        "[devices]\nenabled = false\n\n{}{}{group}",
+        tone("a", 500.0, -12.0),
+        tone("b", 900.0, -12.0)
+    );
+    let h = bus.harkd(&config(&body));
+    wait_running(&h, "pair");
+    wait_members_present(&h, "pair", 2);
+    let path = "/org/hark/Agent1/device/pair";
+    let get = |prop: &str| {
+        let (ok, out) = bus.busctl(&[
+            "get-property",
+            "org.hark.Agent1",
+            path,
+            "org.hark.Group1",
+            prop,
+        ]);
+        assert!(ok, "{prop}: {out}");
+        out.trim().to_string()
+    };
+    common::wait_until(
+        Duration::from_secs(10),
+        "both members present on the bus",
+        || {
+            bus.busctl(&[
+                "get-property",
+                "org.hark.Agent1",
+                path,
+                "org.hark.Group1",
+                "MembersPresent",
+            ])
+            .1
+            .trim()
+                == "u 2"
+        },
+    );
+    let (ok, out) = bus.busctl(&["introspect", "org.hark.Agent1", path]);
+    assert!(
+        ok && out.contains("org.hark.Group1") && out.contains("org.hark.Device1"),
+        "{out}"
+    );
+    assert_eq!(get("Mode"), "s \"merge\"");
+    assert_eq!(get("Channels"), "u 2");
+    assert_eq!(get("Members"), "a(suub) 2 \"b\" 0 1 true \"a\" 1 1 true");
+    // Levels per group channel: both tones at -12 dBFS peak.
+    let peaks = get("ChannelPeakDbfs");
+    let values: Vec<f64> = peaks
+        .split_whitespace()
+        .skip(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(values.len(), 2, "{peaks}");
+    assert!(values.iter().all(|p| (p + 12.0).abs() < 1.5), "{peaks}");
+    // A plain stream has no Group1.
+    let (_, out) = bus.busctl(&["introspect", "org.hark.Agent1", "/org/hark/Agent1/device/a"]);
+    assert!(!out.contains("org.hark.Group1"), "{out}");
+}
+
+/// Seconds the drift test runs (`HARK_DRIFT_SECONDS`; `make test` runs 150,
+/// `make drift` 600).
+fn drift_seconds() -> u64 {
+    std::env::var("HARK_DRIFT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150)
+}
+
+#[test]
+fn two_mics_208_ppm_apart_stay_in_step_with_no_dropout() {
+    use common::FifoMic;
+    let secs = drift_seconds();
+    // Two ALSA capture devices whose "crystals" the test paces: one at
+    // 48,000 Hz of the wall clock, one at 48,010 Hz.
+    let slow = FifoMic::paced("driftA", 500.0, 0.25, 48_000.0);
+    let fast = FifoMic::paced("driftB", 700.0, 0.25, 48_010.0);
+    let alsa_path = [&slow, &fast]
+        .iter()
+        .map(|m| m.alsa_config_path.split_once(':').unwrap().1.to_string())
+        .fold("/usr/share/alsa/alsa.conf".to_string(), |acc, c| {
+            acc + ":" + &c
+        });
+    let body = format!(
+        "[devices]\nenabled = false\n\n\
+         [[stream]]\nname = \"a\"\nsource = \"alsa\"\ndevice = \"driftA\"\n\n\
+         [[stream]]\nname = \"b\"\nsource = \"alsa\"\ndevice = \"driftB\"\n\n{}",
+        merge("pair", &["a", "b"])
+    );
+    let h = Harkd::start_with_env(&config(&body), &[("ALSA_CONFIG_PATH", alsa_path.as_str())]);
+    wait_running(&h, "pair");
+    wait_members_present(&h, "pair", 2);
+    let url = h.url("pair");
+    let pull = std::thread::spawn(move || ffmpeg_pull_native(&url, secs as f64));
+    let started = std::time::Instant::now();
+    let mut lows: Vec<(f64, f64)> = vec![];
+    let mut ppm_b = vec![];
+    while started.elapsed() < Duration::from_secs(secs.saturating_sub(2)) {
+        std::thread::sleep(Duration::from_secs(1));
+        let s = group_status(&h, "pair");
+        let m = &s["group"]["members"];
+        let low = |i: usize| m[i]["low_ms"].as_f64().unwrap_or(f64::NAN);
+        if started.elapsed() > Duration::from_secs(30) {
+            lows.push((low(0), low(1)));
+            ppm_b.push(m[1]["rate_ppm"].as_f64().unwrap() - m[0]["rate_ppm"].as_f64().unwrap());
+        }
+    }
+    let pcm = pull.join().unwrap();
+    let s = group_status(&h, "pair");
+    let all = lows.iter().flat_map(|(a, b)| [*a, *b]);
+    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+        (lo.min(x), hi.max(x))
+    });
+    let mean_ppm = ppm_b.iter().sum::<f64>() / ppm_b.len().max(1) as f64;
+    println!(
+        "{secs} s: queue low point held at 40 ms, {lo:.1}-{hi:.1} ms after the first 30 s; \
+         b read {mean_ppm:.1} ppm faster than a on average; members {}",
+        s["group"]["members"]
+    );
+    for m in s["group"]["members"].as_array().unwrap() {
+        assert_eq!(m["underruns"], 0, "{m}");
+        assert_eq!(m["resyncs"], 0, "{m}");
+    }
+    // Held at 40 ms: the fast mic's surplus arrives as one extra capture
+    // period (20 ms) every 96 s, which lifts its low point by that much until
+    // the controller has read it away; a period that arrives late (a busy
+    // machine) lowers a low point by as much for a second. Without the
+    // controller the fast mic's queue would grow by 208 ppm (31 ms in 150 s,
+    // 125 ms in 10 minutes).
+    assert!(
+        (10.0..=70.0).contains(&lo) && (10.0..=70.0).contains(&hi),
+        "the queue's low point left 10-70 ms: {lo:.1}-{hi:.1} ({lows:?})"
+    );
+    // Over several of those periods, the fast mic is read 208 ppm faster.
+    if secs >= 480 {
+        assert!((mean_ppm - 208.3).abs() < 40.0, "{mean_ppm} ppm");
+    }
+    // No dropout on either channel, each its own tone (-12 dBFS peak, -15 RMS).
+    assert!(pcm.seconds() >= secs as f64 - 1.0, "{} s", pcm.seconds());
+    for (c, freq) in [(0u16, 500.0), (1, 700.0)] {
+        let mono = pcm.0.channel(c);
+        let e = hark_audiocheck::Expect {
+            max_disturbed: 0,
+            ..hark_audiocheck::Expect::tone(secs as f64 - 1.0, freq, -15.0)
+        };
+        if let Err(why) = hark_audiocheck::analyse(&mono, pcm.0.rate).check(&e) {
+            panic!("channel {c}: {why}");
+        }
+    }
 }

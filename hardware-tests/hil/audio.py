@@ -22,11 +22,13 @@ USB_MIC_RMS = -9.03
 TEST_TONE_RMS = -23.0
 
 
-def ffmpeg_pull(url, seconds, timeout=30):
-    """Decodes `seconds` of a stream to mono 48 kHz S16LE; returns the bytes."""
+def ffmpeg_pull(url, seconds, timeout=30, channel=None):
+    """Decodes `seconds` of a stream to mono 48 kHz S16LE (channel `channel`
+    alone, 0-based, when given); returns the bytes."""
+    pick = ["-af", f"pan=mono|c0=c{channel}"] if channel is not None else []
     r = subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp",
-         "-timeout", "10000000", "-i", url, "-t", str(seconds),
+         "-timeout", "10000000", "-i", url, "-t", str(seconds), *pick,
          "-f", "s16le", "-ac", "1", "-ar", "48000", "-"],
         capture_output=True, timeout=timeout)
     if r.returncode != 0:

@@ -744,6 +744,13 @@ impl FifoMic {
     /// As `new`, with its ALSA PCM called `name` (several in one process: give
     /// ALSA_CONFIG_PATH every mic's file, see `alsa_config_paths`).
     pub fn named(name: &str, freq: f64, amplitude: f64) -> FifoMic {
+        Self::paced(name, freq, amplitude, RATE)
+    }
+
+    /// As `named`, its writer paced at `pace` frames a second of the wall
+    /// clock: a microphone whose crystal runs fast or slow (the tone is still
+    /// computed at 48 kHz, as the device believes it runs).
+    pub fn paced(name: &str, freq: f64, amplitude: f64, pace: f64) -> FifoMic {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("mic.fifo");
         let ok = Command::new("mkfifo")
@@ -770,6 +777,7 @@ impl FifoMic {
             fifo,
             freq,
             amplitude,
+            pace,
             Writer {
                 pause: pause.clone(),
                 stop: stop.clone(),
@@ -867,7 +875,7 @@ struct Writer {
     last_write: Arc<Mutex<Option<Instant>>>,
 }
 
-fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, w: Writer) {
+fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) {
     let Writer {
         pause,
         stop,
@@ -897,10 +905,10 @@ fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, w: Writer) {
                     idle.store(true, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(10));
                     // Real time keeps running while paused: resume without a burst.
-                    sent = (start.elapsed().as_secs_f64() * RATE) as u64;
+                    sent = (start.elapsed().as_secs_f64() * pace) as u64;
                     continue;
                 }
-                let due = (start.elapsed().as_secs_f64() * RATE) as u64;
+                let due = (start.elapsed().as_secs_f64() * pace) as u64;
                 if sent + CHUNK as u64 > due + CHUNK as u64 {
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
