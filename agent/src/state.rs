@@ -150,8 +150,11 @@ pub struct GroupMemberStatus {
     /// How far behind the member's capture the group reads it: the mean
     /// over the last second.
     pub latency_ms: Option<f64>,
-    /// The lowest it got in the last second (the controller holds this at 40 ms).
+    /// The lowest it got in the last second (the controller holds this at
+    /// `target_ms`).
     pub low_ms: Option<f64>,
+    /// 40 ms, raised by 20 ms for each underrun up to 200 ms.
+    pub target_ms: f64,
     /// How much faster (+) or slower (-) than nominal its clock is read.
     pub rate_ppm: f64,
     /// Times it ran dry (silence until refilled).

@@ -8,7 +8,8 @@
 //! separate crystals, tens of ppm apart (the tests use 208 ppm): left alone, a
 //! member's queue would grow or drain for ever. So each input is read through a
 //! resampler whose ratio a PI controller steers to hold the queue's low point
-//! at [`TARGET`]: latency stays bounded for as long as it runs, and nothing is
+//! at its target ([`TARGET`] to start with): latency stays bounded for as long
+//! as it runs, and nothing is
 //! dropped or repeated while the drift is within [`MAX_PPM`]. Beyond that (a
 //! member far off its nominal rate, or a stall), the queue is cut back to the
 //! target (a "resync", counted) or runs dry (an "underrun": silence until it has
@@ -34,7 +35,13 @@ use crate::state::{GroupMemberStatus, GroupStatus};
 /// left when the group has taken its buffer, just before the member's next
 /// chunk. The queue's mean is this plus about half a chunk and half a tick.
 pub const TARGET: usize = (GROUP_RATE as usize) * 40 / 1000;
-/// A queue longer than this (frames, 500 ms) is cut back to [`TARGET`].
+/// Each underrun raises a member's target by this much (20 ms), up to
+/// [`MAX_TARGET`]: a member whose audio comes in bursts (a busy or emulated
+/// machine) gets the margin it needs, one that never runs dry keeps 40 ms.
+const TARGET_STEP: usize = (GROUP_RATE as usize) * 20 / 1000;
+/// The most a member's target grows to (200 ms).
+pub const MAX_TARGET: usize = (GROUP_RATE as usize) / 5;
+/// A queue longer than this (frames, 500 ms) is cut back to the target.
 pub const MAX_FILL: usize = (GROUP_RATE as usize) / 2;
 /// The most the controller bends a member's rate, in parts per million.
 pub const MAX_PPM: f64 = 1000.0;
@@ -52,6 +59,8 @@ const ABSENT_TICKS: u32 = 10;
 pub struct Input {
     channels: usize,
     ring: VecDeque<f32>,
+    /// The low point the controller holds the queue at, in frames.
+    target: usize,
     /// Read position in frames from the front of `ring` (at least 1: the
     /// interpolator looks one frame back).
     pos: f64,
@@ -77,6 +86,7 @@ impl Input {
         Input {
             channels: channels.max(1),
             ring: VecDeque::new(),
+            target: TARGET,
             pos: 1.0,
             ratio: 1.0,
             integral: 0.0,
@@ -105,7 +115,7 @@ impl Input {
         self.pushed = true;
         self.idle_ticks = 0;
         if self.frames() > MAX_FILL {
-            self.cut_to(TARGET);
+            self.cut_to(self.target);
             self.resyncs += 1;
         }
     }
@@ -134,7 +144,7 @@ impl Input {
     }
 
     /// Present: audio arrived recently and the queue is running. (The queue is
-    /// measured after each read: [`TARGET`] is what is left when the group has
+    /// measured after each read: the target is what is left when the group has
     /// taken its buffer.)
     pub fn present(&self) -> bool {
         self.primed && self.idle_ticks < ABSENT_TICKS
@@ -150,10 +160,10 @@ impl Input {
         self.pushed = false;
         if !self.primed {
             // Start so that the queue left after this read is the target.
-            if self.frames() < TARGET + frames + 2 {
+            if self.frames() < self.target + frames + 2 {
                 return;
             }
-            self.cut_to(TARGET + frames);
+            self.cut_to(self.target + frames);
             self.primed = true;
             self.integral = 0.0;
             self.ratio = 1.0;
@@ -182,8 +192,10 @@ impl Input {
         self.ring.drain(..drop * c);
         self.pos -= drop as f64;
         if written < frames {
-            // Ran dry: silence until the queue is back at its target.
+            // Ran dry: silence until the queue is back at its target, which
+            // grows so that the same burst does not empty it again.
             self.underruns += 1;
+            self.target = (self.target + TARGET_STEP).min(MAX_TARGET);
             self.primed = false;
             return;
         }
@@ -203,7 +215,7 @@ impl Input {
         }
         let rate = f64::from(GROUP_RATE);
         let dt = self.window_frames as f64 / rate;
-        let error = (self.low - TARGET as f64) / rate;
+        let error = (self.low - self.target as f64) / rate;
         let limit = MAX_PPM * 1e-6;
         self.integral = (self.integral + KI * error * dt).clamp(-limit, limit);
         self.ratio = 1.0 + (KP * error + self.integral).clamp(-limit, limit);
@@ -226,6 +238,7 @@ impl Input {
             low_ms: (self.present() && self.last_low.is_finite())
                 .then(|| self.last_low * 1000.0 / f64::from(GROUP_RATE)),
             rate_ppm: (self.ratio - 1.0) * 1e6,
+            target_ms: self.target as f64 * 1000.0 / f64::from(GROUP_RATE),
             underruns: self.underruns,
             resyncs: self.resyncs,
         }
@@ -624,6 +637,42 @@ mod tests {
         assert!((mean_ppm - 208.3).abs() < 10.0, "{mean_ppm}");
         // 200 Hz at 0.5: steps of at most 0.0131; a slip of one frame would be seen.
         assert!(step < 0.014, "largest step {step}");
+    }
+
+    #[test]
+    fn a_member_that_runs_dry_gets_a_deeper_queue_and_then_does_not() {
+        let mut m = mixer(GroupMode::Merge, 1, &["a"]);
+        let mut w = Writer::new(48_000.0, 200.0, 1);
+        run(&mut m, &mut [("a", &mut w)], 5.0);
+        // Bursts: nothing for 100 ms, then all of it at once, again and again.
+        let input = m.input("a").unwrap();
+        let mut buf = vec![0.0; TICK];
+        for _ in 0..40 {
+            for _ in 0..5 {
+                m.render(&mut buf);
+            }
+            w.advance(&input, 0.1);
+        }
+        let st = m.status();
+        let first = st.members[0].underruns;
+        assert!(first > 0, "bursts of 100 ms must empty a 40 ms queue");
+        assert!(
+            st.members[0].target_ms >= 100.0,
+            "{}",
+            st.members[0].target_ms
+        );
+        for _ in 0..100 {
+            for _ in 0..5 {
+                m.render(&mut buf);
+            }
+            w.advance(&input, 0.1);
+        }
+        let st = m.status();
+        assert_eq!(
+            st.members[0].underruns, first,
+            "the deeper queue rides the bursts out"
+        );
+        assert!(st.members[0].target_ms <= 200.0);
     }
 
     #[test]
