@@ -8,7 +8,7 @@ import math
 import struct
 import unittest
 
-from hil.audio import PLAYER_RMS, USB_MIC_RMS, assert_tone, tone_report
+from hil.audio import PLAYER_RMS, USB_MIC_RMS, assert_tone, longest_gap_ms, tone_report
 from hil.common import HilError
 from hil.mic import bus_gaps
 
@@ -23,6 +23,13 @@ def tone(freq, secs=3.0, peak=0.25, gaps=()):
 
 
 class Runner(unittest.TestCase):
+    def test_the_gap_measure_sees_a_dropout_and_not_a_tone(self):
+        # group-hotplug's "no gap of 200 ms" on a member's channel.
+        self.assertLess(longest_gap_ms(tone(500, peak=0.5)), 1.0)
+        gap = longest_gap_ms(tone(500, peak=0.5, gaps=[(1.0, 1.25)]))
+        self.assertGreater(gap, 240)
+        self.assertLess(gap, 252)
+
     def test_a_right_tone_passes(self):
         assert_tone(tone(1000), 1000, "clean", PLAYER_RMS)
         assert_tone(tone(3000, gaps=[(1.3, 1.362)]), 3000, "one short gap", PLAYER_RMS)

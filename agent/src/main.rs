@@ -273,8 +273,13 @@ fn main() -> ExitCode {
                             }
                         },
                     };
+                    let kind = if matches!(s.source, Source::Group(_)) {
+                        "group"
+                    } else {
+                        "stream"
+                    };
                     println!(
-                        "stream /{}: {source}, {} {} Hz {} ch",
+                        "{kind} /{}: {source}, {} {} Hz {} ch",
                         s.name,
                         s.encoding.codec.as_str(),
                         s.encoding.sample_rate,

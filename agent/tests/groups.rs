@@ -127,23 +127,50 @@ fn a_merge_group_carries_each_member_on_its_own_channel_in_member_order() {
     // The members still serve their own streams: a mic is opened once, used twice.
     common::ffmpeg_pull(&h.url("a"), "tcp", 1.5).assert_tone(1.0, 300.0, -15.0);
 
-    // Changing the group reloads the group only.
+    // Changing a group, adding one and removing one reload that group only:
+    // no member's capture is restarted (a tap is added to or taken from its
+    // running pipeline).
+    let changed = body.replace("codec = \"l16\"\n", "codec = \"l16\"\ngain_db = -6.0\n");
+    let duo = "[[group]]\nname = \"duo\"\nmode = \"mix\"\nmembers = [\"a\", \"b\"]\n";
+    let reordered = changed.replace("[\"c\", \"a\", \"b\"]", "[\"b\", \"c\", \"a\"]");
+    let steps = [
+        (changed.clone(), "trio", "capture started"),
+        (format!("{changed}{duo}"), "duo", "capture started"),
+        (changed.clone(), "duo", "unmounted"),
+        (reordered, "trio", "capture started"),
+    ];
     let mark = h.mark();
-    h.reload(&config(&body.replace(
-        "codec = \"l16\"\n",
-        "codec = \"l16\"\ngain_db = -6.0\n",
-    )));
-    h.wait_log_after(mark, Duration::from_secs(10), |v| {
-        is_event(v, "capture started", "trio")
-    });
+    for (text, group, event) in steps {
+        let at = h.mark();
+        h.reload(&config(&text));
+        h.wait_log_after(at, Duration::from_secs(10), |v| is_event(v, event, group));
+    }
     std::thread::sleep(Duration::from_millis(500));
     for (name, _) in members {
         assert!(
             h.logs_after(mark, |v| is_event(v, "capture started", name))
                 .is_empty(),
-            "{name} restarted when only the group changed"
+            "{name} restarted when only groups changed"
         );
         assert_eq!(common::restarts(&h, name), Some(0));
+    }
+    // The members feed the changed group, in its new order.
+    let status = wait_members_present(&h, "trio", 3);
+    let order: Vec<&str> = status["group"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["b", "c", "a"], "{status}");
+    let pcm = ffmpeg_pull_native(&h.url("trio"), 2.0);
+    for (c, freq) in [(0u16, 1000.0), (1, 2500.0), (2, 300.0)] {
+        let own = tone_at(&pcm, c, freq, 0.5, 1.75);
+        // The group's gain is -6 dB now: -21 dBFS RMS.
+        assert!(
+            (own + 21.0).abs() < 1.5,
+            "channel {c} after the reorder: {own:.1} dBFS"
+        );
     }
 }
 

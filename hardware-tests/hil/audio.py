@@ -4,6 +4,7 @@ the shared analysis (hark-audiocheck), and a minimal RTSP client."""
 import json
 import os
 import socket
+import struct
 import subprocess
 
 from .common import HERE, HilError
@@ -51,6 +52,22 @@ def assert_tone(pcm, freq, what, level, seconds=2.9):
     print(f"hil: {what}: {r.stdout.decode().strip()}", flush=True)
     if r.returncode != 0:
         raise HilError(f"{what}: {r.stderr.decode(errors='replace').strip()}")
+
+
+def longest_gap_ms(pcm, floor=1000):
+    """The longest run of samples under `floor` (of 32767) in mono S16LE 48 kHz
+    `pcm`, in ms: a tone passes through that band in a sample or two at each
+    zero crossing; a dropout stays in it."""
+    samples = struct.unpack(f"<{len(pcm) // 2}h", pcm[:len(pcm) // 2 * 2])
+    longest = run = 0
+    for x in samples:
+        if -floor < x < floor:
+            run += 1
+            if run > longest:
+                longest = run
+        else:
+            run = 0
+    return longest / 48.0
 
 
 def tone_report(pcm):

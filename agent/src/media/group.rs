@@ -8,6 +8,7 @@
 //! starts and the other runs, dropped with a member's pipeline, unlinked from a
 //! running member when its group is removed.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
@@ -105,7 +106,11 @@ pub fn add_tap(pipeline: &gst::Pipeline, group: &str, input: SharedInput) -> Res
         .ok_or("the capture pipeline has no tap")?;
     let branch = gst::parse::bin_from_description(&pipeline::tap_description(channels), true)
         .map_err(|e| format!("cannot build the tap: {e}"))?;
-    branch.set_property("name", format!("tap-{group}"));
+    // A name of its own: a tap being removed from this pipeline (its group
+    // changed) may still be there when the new one is added.
+    static TAPS: AtomicU64 = AtomicU64::new(0);
+    let n = TAPS.fetch_add(1, Ordering::Relaxed);
+    branch.set_property("name", format!("tap-{group}-{n}"));
     let sink = branch
         .by_name("raw")
         .and_then(|e| e.downcast::<gstreamer_app::AppSink>().ok())
