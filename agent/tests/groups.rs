@@ -36,14 +36,15 @@ fn wait_running(h: &Harkd, stream: &str) {
 }
 
 /// The level of `freq` Hz on channel `c`, in dBFS RMS, over seconds `from..to`:
-/// the power mean of 250 ms analyses (4 Hz wide each, so a member read a few
-/// hundred ppm off while its rate controller settles still reads in full).
+/// the power mean of 100 ms analyses (10 Hz wide each, so a member read up to
+/// 1000 ppm off while its rate controller settles, 2.5 Hz at 2.5 kHz, still
+/// reads within half a dB).
 fn tone_at(pcm: &Pcm, c: u16, freq: f64, from: f64, to: f64) -> f64 {
     let ch = pcm.0.channel(c);
     let rate = f64::from(pcm.0.rate);
     let (a, b) = ((from * rate) as usize, ((to * rate) as usize).min(ch.len()));
     let powers: Vec<f64> = ch[a..b]
-        .chunks_exact(pcm.0.rate as usize / 4)
+        .chunks_exact(pcm.0.rate as usize / 10)
         .map(|w| 10f64.powf(hark_audiocheck::tone_dbfs(w, pcm.0.rate, freq) / 10.0))
         .collect();
     10.0 * (powers.iter().sum::<f64>() / powers.len().max(1) as f64).log10()
