@@ -173,6 +173,22 @@ fn a_merge_group_carries_each_member_on_its_own_channel_in_member_order() {
             "channel {c} after the reorder: {own:.1} dBFS"
         );
     }
+    // A stream in no group has no tee; made a member by a reload, it starts
+    // once more with one (a moment's gap in its own stream), then feeds.
+    let reordered = changed.replace("[\"c\", \"a\", \"b\"]", "[\"b\", \"c\", \"a\"]");
+    let with_e = format!("{reordered}{}", tone("e", 700.0, -12.0));
+    h.reload(&config(&with_e));
+    wait_running(&h, "e");
+    let at = h.mark();
+    let solo = "[[group]]\nname = \"solo\"\nmode = \"mix\"\nmembers = [\"e\"]\nchannels = 1\n";
+    h.reload(&config(&format!("{with_e}{solo}")));
+    h.wait_log_after(at, Duration::from_secs(10), |v| {
+        is_event(v, "restarting capture with a tap for its group", "e")
+    });
+    wait_members_present(&h, "solo", 1);
+    for (name, _) in members {
+        assert_eq!(common::restarts(&h, name), Some(0), "{name}");
+    }
 }
 
 #[test]

@@ -62,6 +62,7 @@ enum Command {
         spec: StreamSpec,
         generation: u64,
         device: bool,
+        tap: bool,
     },
     Stop {
         stream: String,
@@ -130,11 +131,14 @@ impl MediaHandle {
     /// Starts the capture pipeline `generation` for a mounted stream (`device`:
     /// it follows a discovered device). If the previous pipeline is still being
     /// stopped, it starts once that is done.
-    pub fn start(&self, spec: StreamSpec, generation: u64, device: bool) {
+    /// `tap`: it is a member of a configured group (its pipeline gets a tee
+    /// for the group's branch).
+    pub fn start(&self, spec: StreamSpec, generation: u64, device: bool, tap: bool) {
         self.send(Command::Start {
             spec,
             generation,
             device,
+            tap,
         });
     }
 
@@ -259,9 +263,11 @@ struct Mounted {
     fanout: Arc<Fanout>,
     running: Option<Running>,
     /// A start that waits until no pipeline of this stream is being stopped.
-    pending: Option<(StreamSpec, u64, bool)>,
+    pending: Option<(StreamSpec, u64, bool, bool)>,
     /// It follows a discovered device.
     device: bool,
+    /// Its pipeline has a tee for groups.
+    tap: bool,
 }
 
 struct State {
@@ -288,7 +294,8 @@ async fn command_loop(mut state: State, mut rx: Receiver<Command>) {
                 spec,
                 generation,
                 device,
-            } => state.start(spec, generation, device),
+                tap,
+            } => state.start(spec, generation, device, tap),
             Command::Stop { stream, generation } => state.stop(&stream, Some(generation)),
             Command::Unmount { stream } => state.unmount(&stream),
             Command::Reaped { stream, generation } => state.reaped(&stream, generation),
@@ -332,11 +339,12 @@ impl State {
                 running: None,
                 pending: None,
                 device: false,
+                tap: false,
             },
         );
     }
 
-    fn start(&mut self, spec: StreamSpec, generation: u64, device: bool) {
+    fn start(&mut self, spec: StreamSpec, generation: u64, device: bool, tap: bool) {
         let Some(m) = self.streams.get_mut(&spec.name) else {
             tracing::warn!(stream = %spec.name, "start for a stream that is not mounted");
             return;
@@ -351,11 +359,12 @@ impl State {
         };
         if self.reaping.get(&spec.name).is_some_and(|n| *n > 0) {
             tracing::info!(stream = %spec.name, generation, "waiting for the previous pipeline to stop");
-            m.pending = Some((spec, generation, device));
+            m.pending = Some((spec, generation, device, tap));
             return;
         }
         m.spec = spec.clone();
         m.device = device;
+        m.tap = tap;
         let name = spec.name.clone();
         let mixer = match &spec.source {
             Source::Group(g) => Some(self.group_mixer(&name, g)),
@@ -369,6 +378,7 @@ impl State {
             generation,
             m.fanout.clone(),
             mixer,
+            tap,
             &self.events,
             self.level_interval_ns,
         ) {
@@ -431,6 +441,20 @@ impl State {
         let (Some(running), Some(input)) = (&m.running, run.input_for(member, m.device)) else {
             return;
         };
+        if !m.tap {
+            // It became a member by a reload: its pipeline has no tee yet, so it
+            // starts once more with one (its generation unchanged); the tap is
+            // added when it runs.
+            tracing::info!(
+                stream = member,
+                group = group_name,
+                "restarting capture with a tap for its group"
+            );
+            let (spec, generation, device) = (m.spec.clone(), running.generation, m.device);
+            self.stop(member, None);
+            self.start(spec, generation, device, true);
+            return;
+        }
         match group::add_tap(&running.pipeline, group_name, input) {
             Ok(tap) => {
                 tracing::info!(
@@ -471,7 +495,7 @@ impl State {
         let Some(m) = self.streams.get_mut(stream) else {
             return;
         };
-        if let Some((_, g, _)) = &m.pending
+        if let Some((_, g, _, _)) = &m.pending
             && generation.is_none_or(|want| want == *g)
         {
             m.pending = None;
@@ -501,9 +525,10 @@ impl State {
             }
             self.reaping.remove(stream);
         }
-        if let Some((spec, g, device)) = self.streams.get_mut(stream).and_then(|m| m.pending.take())
+        if let Some((spec, g, device, tap)) =
+            self.streams.get_mut(stream).and_then(|m| m.pending.take())
         {
-            self.start(spec, g, device);
+            self.start(spec, g, device, tap);
         }
     }
 
@@ -578,10 +603,11 @@ fn launch(
     generation: u64,
     fanout: Arc<Fanout>,
     mixer: Option<group::SharedMixer>,
+    tap: bool,
     events: &Reports,
     level_interval_ns: u64,
 ) -> Result<Running, String> {
-    let capture = pipeline::build(spec, level_interval_ns).map_err(|e| e.to_string())?;
+    let capture = pipeline::build(spec, level_interval_ns, tap).map_err(|e| e.to_string())?;
     if let Some(mixer) = &mixer {
         group::render_into(&capture.pipeline, mixer.clone())?;
     }

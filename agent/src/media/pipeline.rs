@@ -135,7 +135,9 @@ pub fn tap_description(channels: u32) -> String {
     )
 }
 
-pub fn build(spec: &StreamSpec, level_interval_ns: u64) -> Result<Capture, BuildError> {
+/// `tap`: put a tee after the source for groups to take this capture from
+/// (`media/group.rs`); only streams that are a group's member get one.
+pub fn build(spec: &StreamSpec, level_interval_ns: u64, tap: bool) -> Result<Capture, BuildError> {
     let stream = || spec.name.clone();
     let element = |element: &'static str| {
         move |source| BuildError::Element {
@@ -199,12 +201,11 @@ pub fn build(spec: &StreamSpec, level_interval_ns: u64) -> Result<Capture, Build
     pipeline
         .add_many([&src, chain.upcast_ref()])
         .map_err(link)?;
-    if matches!(spec.source, Source::Group(_)) {
+    if !tap || matches!(spec.source, Source::Group(_)) {
         src.link(&chain)
             .map_err(|e| link(glib::bool_error!("{e}")))?;
     } else {
-        // A tee a group can take this capture from (`media/group.rs`); with one
-        // branch it is a function call per buffer.
+        // With one branch a tee is a function call per buffer.
         let tee = gst::ElementFactory::make("tee")
             .name(TAP)
             .property("allow-not-linked", true)
@@ -220,7 +221,7 @@ pub fn build(spec: &StreamSpec, level_interval_ns: u64) -> Result<Capture, Build
     Ok(Capture { pipeline, sink })
 }
 
-/// The name of the tee every capture pipeline has after its source.
+/// The name of the tee a member's capture pipeline has after its source.
 pub const TAP: &str = "tap";
 
 #[cfg(test)]
@@ -279,7 +280,7 @@ mod tests {
                 },
                 encoding: e,
             };
-            let c = build(&spec, 100_000_000).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+            let c = build(&spec, 100_000_000, true).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
             c.pipeline.set_state(gst::State::Playing).unwrap();
             let sample = c
                 .sink

@@ -85,6 +85,8 @@ pub enum Effect {
         generation: u64,
         /// It follows a discovered device (a member of `members = "all"` groups).
         device: bool,
+        /// It is a member of a configured group.
+        tap: bool,
     },
     Stop {
         stream: String,
@@ -364,6 +366,9 @@ impl Machine {
                 spec: e.spec.clone(),
                 generation,
                 device: e.card.is_some(),
+                tap: self.config.streams.iter().any(|s| {
+                    matches!(&s.source, Source::Group(g) if g.has_member(name, e.card.is_some()))
+                }),
             },
             Action::Stop { generation } => Effect::Stop {
                 stream: name.to_string(),
