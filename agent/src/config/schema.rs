@@ -235,6 +235,25 @@ pub(super) struct RawSettings {
     pub highpass_hz: Option<f64>,
 }
 
+/// `settings()` for a table that spells out the encoding keys: the same keys
+/// as [`RawSettings`], taken as written.
+macro_rules! settings_of {
+    ($t:ty) => {
+        impl $t {
+            pub fn settings(&self) -> RawSettings {
+                RawSettings {
+                    codec: self.codec,
+                    bitrate: self.bitrate,
+                    sample_rate: self.sample_rate,
+                    channels: self.channels,
+                    gain_db: self.gain_db,
+                    highpass_hz: self.highpass_hz,
+                }
+            }
+        }
+    };
+}
+
 // ---- [devices] and [[device]] -------------------------------------------------
 
 #[derive(Debug, Clone, Deserialize)]
@@ -298,18 +317,7 @@ pub(super) struct RawDeviceRule {
     pub highpass_hz: Option<f64>,
 }
 
-impl RawDeviceRule {
-    pub fn settings(&self) -> RawSettings {
-        RawSettings {
-            codec: self.codec,
-            bitrate: self.bitrate,
-            sample_rate: self.sample_rate,
-            channels: self.channels,
-            gain_db: self.gain_db,
-            highpass_hz: self.highpass_hz,
-        }
-    }
-}
+settings_of!(RawDeviceRule);
 
 // ---- [[stream]] ---------------------------------------------------------------
 
@@ -330,18 +338,7 @@ pub(super) struct RawStream {
     pub highpass_hz: Option<f64>,
 }
 
-impl RawStream {
-    pub fn settings(&self) -> RawSettings {
-        RawSettings {
-            codec: self.codec,
-            bitrate: self.bitrate,
-            sample_rate: self.sample_rate,
-            channels: self.channels,
-            gain_db: self.gain_db,
-            highpass_hz: self.highpass_hz,
-        }
-    }
-}
+settings_of!(RawStream);
 
 // ---- [[group]] ----------------------------------------------------------------
 
@@ -370,15 +367,4 @@ pub(super) struct RawGroup {
     pub highpass_hz: Option<f64>,
 }
 
-impl RawGroup {
-    pub fn settings(&self) -> RawSettings {
-        RawSettings {
-            codec: self.codec,
-            bitrate: self.bitrate,
-            sample_rate: self.sample_rate,
-            channels: self.channels,
-            gain_db: self.gain_db,
-            highpass_hz: self.highpass_hz,
-        }
-    }
-}
+settings_of!(RawGroup);

@@ -181,8 +181,3 @@ pub fn remove_tap(tap: Tap) {
             gst::PadProbeReturn::Remove
         });
 }
-
-/// The group's view for a level reading.
-pub fn status(mixer: &SharedMixer) -> crate::state::GroupStatus {
-    lock(mixer).status()
-}

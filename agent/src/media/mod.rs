@@ -716,7 +716,7 @@ fn on_bus_message(
                     peak_dbfs: peak,
                     rms_dbfs: rms,
                     bytes_sent: fanout.bytes_sent(),
-                    group: mixer.map(|m| Box::new(group::status(m))),
+                    group: mixer.map(|m| Box::new(group::lock(m).status())),
                 });
             }
         }
