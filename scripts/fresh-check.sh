@@ -119,13 +119,15 @@ say "3. $test_cmd"
 # --- 4. make run serves the tone --------------------------------------------------------
 in_root --offline '
     make run >/root/run.log 2>&1 &
+    # Ready as an operator would check it: /healthz answers 200 once every
+    # configured stream plays (the RTSP port opens earlier, answering 503).
     ok=
     for _ in $(seq 1 150); do
-        if (exec 3<>/dev/tcp/127.0.0.1/8554) 2>/dev/null; then ok=1; break; fi
+        if curl -fsS -o /dev/null http://127.0.0.1:8780/healthz 2>/dev/null; then ok=1; break; fi
         kill -0 $! 2>/dev/null || break
         sleep 0.2
     done
-    [ -n "$ok" ] || { cat /root/run.log >&2; echo "make run: nothing listening on 8554" >&2; exit 1; }
+    [ -n "$ok" ] || { cat /root/run.log >&2; curl -sS http://127.0.0.1:8780/healthz >&2; echo "make run: /healthz not 200 within 30 s" >&2; exit 1; }
     /usr/bin/python3 -c "
 import sys
 sys.path.insert(0, \"hardware-tests\")

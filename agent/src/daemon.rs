@@ -437,6 +437,7 @@ async fn start_systemd(
     let _ = probes.send(ready_tx).await;
     let streams = p.config.streams.len();
     let status_snap = p.snapshot.clone();
+    let media = p.media.clone();
     p.tasks.spawn(forever("systemd status", async move {
         if let Some(mut rx) = bus_status {
             let first_try_over = rx
@@ -444,6 +445,8 @@ async fn start_systemd(
             let _ = tokio::time::timeout(FIRST_BUS_WAIT, first_try_over).await;
         }
         if ready_rx.await.is_ok() {
+            // The supervisor sent its mounts before it answered; this follows them.
+            media.settled();
             tracing::info!(
                 streams,
                 startup_ms = started.elapsed().as_millis() as u64,

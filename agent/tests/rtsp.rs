@@ -299,6 +299,43 @@ fn the_rtsp_server_is_warmed_up_before_ready_and_the_mount_is_gone() {
     assert_eq!(status, 404);
 }
 
+/// A client started together with the agent (systemd's `After=`, a script that
+/// only waits for the port) is told "try again" (503) until its stream plays,
+/// never "no such stream" (404): the port opens before the streams are mounted.
+#[test]
+fn a_client_asking_while_the_agent_starts_gets_503_never_404() {
+    let h = Harkd::spawn(&tone_config(""), &[], &[]);
+    let url = format!("rtsp://127.0.0.1:{}/tone", h.port);
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let mut answers: Vec<u16> = Vec::new();
+    while std::time::Instant::now() < until {
+        match common::rtsp_client::describe_probe(&url) {
+            Ok(200) => break,
+            Ok(status) => answers.push(status),
+            // Not listening yet.
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    let not_503: Vec<u16> = answers.iter().copied().filter(|&s| s != 503).collect();
+    assert!(
+        not_503.is_empty(),
+        "{} answers before the stream played, {} of them not 503 (first: {:?})\n{}",
+        answers.len(),
+        not_503.len(),
+        not_503.first(),
+        h.raw_log()
+    );
+    assert_eq!(
+        common::rtsp_client::describe_probe(&url).unwrap(),
+        200,
+        "the stream never played: {answers:?}"
+    );
+    // Once settled, an unknown path is 404 again (the same probe can see one).
+    let nope = format!("rtsp://127.0.0.1:{}/nope", h.port);
+    assert_eq!(common::rtsp_client::describe_probe(&nope).unwrap(), 404);
+    eprintln!("answers before 200: {} x 503", answers.len());
+}
+
 #[test]
 fn unknown_paths_get_404_and_garbage_does_not_hurt() {
     use std::io::{Read, Write};

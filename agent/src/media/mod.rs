@@ -71,6 +71,8 @@ enum Command {
     Unmount {
         stream: String,
     },
+    /// The streams configured at start are mounted (see `Server::settle`).
+    Settled,
     Reaped {
         stream: String,
         generation: u64,
@@ -154,6 +156,12 @@ impl MediaHandle {
         self.send(Command::Unmount {
             stream: stream.to_string(),
         });
+    }
+
+    /// Every stream the agent starts with has been mounted (its Mount commands
+    /// were sent before this): unknown paths get 404 from now on, 503 before.
+    pub fn settled(&self) {
+        self.send(Command::Settled);
     }
 
     /// Ends every client and pipeline, waiting at most `deadline` for devices to
@@ -298,6 +306,7 @@ async fn command_loop(mut state: State, mut rx: Receiver<Command>) {
             } => state.start(spec, generation, device, tap),
             Command::Stop { stream, generation } => state.stop(&stream, Some(generation)),
             Command::Unmount { stream } => state.unmount(&stream),
+            Command::Settled => state.server.settle(),
             Command::Reaped { stream, generation } => state.reaped(&stream, generation),
             Command::Shutdown { deadline, done } => {
                 state.shutdown(deadline);

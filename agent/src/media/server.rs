@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
@@ -40,6 +41,10 @@ pub struct Server {
     pub registry: Registry,
     /// The port actually bound.
     pub port: u16,
+    /// False until the streams configured at start are mounted: until then a
+    /// DESCRIBE for a path not mounted yet gets 503 (try again), not 404 (no
+    /// such stream), so a client started with the agent does not give up.
+    settled: Arc<AtomicBool>,
 }
 
 /// Where the start-up warm-up session plays: a leading dot, which no stream name
@@ -151,11 +156,15 @@ impl Server {
 
         let registry: Registry = Arc::default();
         let reg = registry.clone();
+        let settled = Arc::new(AtomicBool::new(false));
+        let is_settled = settled.clone();
         server.connect_client_connected(move |_server, client| {
             set_nodelay(client);
             let reg = reg.clone();
+            let is_settled = is_settled.clone();
             // Refuse DESCRIBE with 503 while a stream has no audio, instead of
-            // letting the client wait on a media that cannot prepare.
+            // letting the client wait on a media that cannot prepare; and while
+            // the agent is still mounting its streams, for a path not there yet.
             client.connect_pre_describe_request(move |_client, ctx| {
                 let Some(path) = ctx.uri().and_then(request_path) else {
                     return gst_rtsp::RTSPStatusCode::Ok;
@@ -163,6 +172,9 @@ impl Server {
                 let path = path.trim_end_matches('/');
                 match lock(&reg).get(path) {
                     Some(f) if !f.is_live() => gst_rtsp::RTSPStatusCode::ServiceUnavailable,
+                    None if path != WARM_UP_PATH && !is_settled.load(Ordering::Acquire) => {
+                        gst_rtsp::RTSPStatusCode::ServiceUnavailable
+                    }
                     _ => gst_rtsp::RTSPStatusCode::Ok,
                 }
             });
@@ -193,7 +205,14 @@ impl Server {
             auth,
             registry,
             port,
+            settled,
         })
+    }
+
+    /// The streams configured at start are mounted: from now on a path that
+    /// is not mounted is answered 404.
+    pub fn settle(&self) {
+        self.settled.store(true, Ordering::Release);
     }
 
     /// What every factory shares: the system clock (capture and media translate

@@ -106,6 +106,14 @@ impl Harkd {
     /// Starts harkd with extra `run` options (`--flag value` pairs; `("--flag", "")`
     /// for a flag on its own).
     pub fn start_with_args(config: &str, env: &[(&str, &str)], args: &[(&str, &str)]) -> Harkd {
+        let h = Self::spawn(config, env, args);
+        // Generous: a loaded machine starts GStreamer slowly.
+        h.wait_log(Duration::from_secs(30), |v| msg(v) == "harkd ready");
+        h
+    }
+
+    /// Starts harkd and returns at once, without waiting for READY.
+    pub fn spawn(config: &str, env: &[(&str, &str)], args: &[(&str, &str)]) -> Harkd {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let http_port = free_port();
@@ -151,16 +159,13 @@ impl Harkd {
             m.lock().unwrap().closed = true;
             cv.notify_all();
         });
-        let h = Harkd {
+        Harkd {
             child,
             dir,
             port,
             http_port,
             log,
-        };
-        // Generous: a loaded machine starts GStreamer slowly.
-        h.wait_log(Duration::from_secs(30), |v| msg(v) == "harkd ready");
-        h
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
