@@ -130,6 +130,7 @@ pub async fn run(
     let (reports, inbox) = media::reports::channel();
     let (media, media_thread) = media::spawn(
         &config.rtsp,
+        &config.recording,
         config.health.level_interval,
         &warm_encodings(&config),
         reports,

@@ -21,7 +21,9 @@ use zbus::object_server::SignalEmitter;
 use zbus::{connection, interface};
 
 use crate::backoff::Backoff;
-use crate::state::{BusState, BusStatus, GroupStatus, Snapshot, StreamStatus};
+use crate::state::{
+    BusState, BusStatus, DiskStatus, GroupStatus, RecorderStatus, Snapshot, StreamStatus,
+};
 use crate::supervisor::Event;
 
 pub const BUS_NAME: &str = "org.hark.Agent1";
@@ -369,6 +371,129 @@ impl Group {
     }
 }
 
+/// A recorded stream's recorder, served beside its `Device1` while it records.
+#[derive(Clone, PartialEq)]
+struct Recording {
+    r: RecorderStatus,
+    disk: DiskStatus,
+}
+
+/// Recording the stream to local files (`record = true`; see `[recording]`).
+#[interface(name = "org.hark.Recording1")]
+impl Recording {
+    /// "recording", "waiting" (for the stream's audio) or "paused" (a full
+    /// disk or a write error: see Reason; it resumes by itself).
+    #[zbus(property)]
+    fn state(&self) -> String {
+        self.r.state.as_str().to_string()
+    }
+    /// Why it is paused; "" otherwise.
+    #[zbus(property)]
+    fn reason(&self) -> String {
+        self.r.reason.clone()
+    }
+    /// The segment being written (a file name), "" when none.
+    #[zbus(property)]
+    fn file(&self) -> String {
+        self.r.file.clone().unwrap_or_default()
+    }
+    /// Bytes written since harkd started (updated at most every 5 s).
+    #[zbus(property)]
+    fn bytes_written(&self) -> u64 {
+        self.r.bytes_written
+    }
+    /// The stream's segments on disk, and their bytes, at the last retention pass.
+    #[zbus(property)]
+    fn segments(&self) -> u64 {
+        self.r.on_disk.segments
+    }
+    #[zbus(property)]
+    fn disk_bytes(&self) -> u64 {
+        self.r.on_disk.disk_bytes
+    }
+    /// The oldest and the newest segment's file name ("" when none).
+    #[zbus(property)]
+    fn oldest_segment(&self) -> String {
+        self.r.on_disk.oldest.clone().unwrap_or_default()
+    }
+    #[zbus(property)]
+    fn newest_segment(&self) -> String {
+        self.r.on_disk.newest.clone().unwrap_or_default()
+    }
+    /// The recording directory and the free bytes on its filesystem.
+    #[zbus(property)]
+    fn directory(&self) -> String {
+        self.disk.directory.clone()
+    }
+    #[zbus(property)]
+    fn free_bytes(&self) -> u64 {
+        self.disk.free_bytes
+    }
+}
+
+/// Adds, updates and removes `Recording1` beside the `Device1` objects.
+async fn mirror_recordings(
+    server: &zbus::ObjectServer,
+    snap: &Snapshot,
+    exported: &mut BTreeMap<String, Recording>,
+) -> zbus::Result<()> {
+    let mut wanted: BTreeMap<&str, Recording> = BTreeMap::new();
+    if let Some(rec) = &snap.recording {
+        for (name, r) in &rec.streams {
+            if snap.streams.iter().any(|s| s.name == *name) {
+                wanted.insert(
+                    name,
+                    Recording {
+                        r: r.clone(),
+                        disk: DiskStatus {
+                            streams: BTreeMap::new(),
+                            ..rec.disk.clone()
+                        },
+                    },
+                );
+            }
+        }
+    }
+    let gone: Vec<String> = exported
+        .keys()
+        .filter(|n| !wanted.contains_key(n.as_str()))
+        .cloned()
+        .collect();
+    for name in gone {
+        exported.remove(&name);
+        server
+            .remove::<Recording, _>(device_path(&name).as_str())
+            .await?;
+    }
+    for (name, new) in wanted {
+        let path = device_path(name);
+        match exported.get(name) {
+            None => {
+                server.at(path.as_str(), new.clone()).await?;
+            }
+            Some(old) if *old == new => continue,
+            Some(_) => {
+                let iface = server.interface::<_, Recording>(path.as_str()).await?;
+                *iface.get_mut().await = new.clone();
+                let em = iface.signal_emitter();
+                let r = iface.get().await;
+                r.state_changed(em).await?;
+                r.reason_changed(em).await?;
+                r.file_changed(em).await?;
+                r.bytes_written_changed(em).await?;
+                r.segments_changed(em).await?;
+                r.disk_bytes_changed(em).await?;
+                r.oldest_segment_changed(em).await?;
+                r.newest_segment_changed(em).await?;
+                r.directory_changed(em).await?;
+                r.free_bytes_changed(em).await?;
+            }
+        }
+        exported.insert(name.to_string(), new);
+    }
+    Ok(())
+}
+
 /// Builds a Device from the snapshot (stream plus its card, if any).
 fn device_of(
     snap: &Snapshot,
@@ -613,9 +738,11 @@ pub async fn run(
 ) -> zbus::Result<()> {
     let server = conn.object_server();
     let mut exported: BTreeMap<String, (Device, Instant)> = BTreeMap::new();
+    let mut recordings: BTreeMap<String, Recording> = BTreeMap::new();
     loop {
         let snap = snapshot.borrow_and_update().clone();
         mirror(&conn, &snap, &rtsp_url_base, &mut exported).await?;
+        mirror_recordings(server, &snap, &mut recordings).await?;
         let agent = server.interface::<_, Agent>(ROOT).await?;
         let changed = {
             let mut a = agent.get_mut().await;

@@ -18,7 +18,7 @@ use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::state::{Snapshot, StreamState};
+use crate::state::{RecorderState, Snapshot, StreamState};
 
 pub const MAX_CONNECTIONS: usize = 64;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -159,6 +159,7 @@ fn status_json(snap: &Snapshot, ctx: &Context) -> String {
         "deadman": snap.deadman,
         "pending_restart": snap.pending_restart,
         "dbus": snap.bus,
+        "recording": snap.recording,
     });
     let mut s = body.to_string();
     s.push('\n');
@@ -313,9 +314,97 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
         .set(1);
     }
     group_metrics(&reg, snap)?;
+    recording_metrics(&reg, snap)?;
     let mut buf = Vec::new();
     TextEncoder::new().encode(&reg.gather(), &mut buf)?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Per recorded stream: state, bytes, segments; the disk: free, room, deleted.
+fn recording_metrics(reg: &Registry, snap: &Snapshot) -> Result<(), prometheus::Error> {
+    let Some(rec) = &snap.recording else {
+        return Ok(());
+    };
+    let int_gauge =
+        |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            reg.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+    let counter =
+        |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            reg.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+    let state = int_gauge(
+        "hark_recording_state",
+        "The stream's recorder (1 for the current state): recording, waiting (for audio), \
+         paused (a full disk or a write error; see /api/v1/status for why).",
+        &["stream", "state"],
+    )?;
+    let written = counter(
+        "hark_recording_bytes_written_total",
+        "Bytes of recordings written since harkd started.",
+        &["stream"],
+    )?;
+    let started = counter(
+        "hark_recording_segments_started_total",
+        "Recording segments started since harkd started.",
+        &["stream"],
+    )?;
+    let disk = int_gauge(
+        "hark_recording_disk_bytes",
+        "Bytes of the stream's segments on disk (at the last retention pass).",
+        &["stream"],
+    )?;
+    let segments = int_gauge(
+        "hark_recording_segments",
+        "The stream's segments on disk (at the last retention pass).",
+        &["stream"],
+    )?;
+    for (name, r) in &rec.streams {
+        let l = [name.as_str()];
+        for st in [
+            RecorderState::Recording,
+            RecorderState::Waiting,
+            RecorderState::Paused,
+        ] {
+            state
+                .with_label_values(&[name.as_str(), st.as_str()])
+                .set(i64::from(r.state == st));
+        }
+        written.with_label_values(&l).inc_by(r.bytes_written);
+        started.with_label_values(&l).inc_by(r.segments_started);
+        disk.with_label_values(&l)
+            .set(i64::try_from(r.on_disk.disk_bytes).unwrap_or(i64::MAX));
+        segments
+            .with_label_values(&l)
+            .set(i64::try_from(r.on_disk.segments).unwrap_or(i64::MAX));
+    }
+    let none: &[&str] = &[];
+    int_gauge(
+        "hark_recording_free_bytes",
+        "Free bytes on the recording filesystem.",
+        none,
+    )?
+    .with_label_values(none)
+    .set(i64::try_from(rec.disk.free_bytes).unwrap_or(i64::MAX));
+    int_gauge(
+        "hark_recording_space_ok",
+        "0 when recording.min_free_bytes cannot be kept and recording pauses.",
+        none,
+    )?
+    .with_label_values(none)
+    .set(i64::from(rec.disk.space_ok));
+    counter(
+        "hark_recording_deleted_total",
+        "Segments retention deleted since harkd started.",
+        none,
+    )?
+    .with_label_values(none)
+    .inc_by(rec.disk.deleted);
+    Ok(())
 }
 
 /// Per group member: present, latency, rate, underruns, resyncs; per group:
@@ -412,6 +501,7 @@ mod tests {
             deadman: Default::default(),
             pending_restart: vec![],
             bus: Default::default(),
+            recording: None,
         };
         let (_tx, rx) = watch::channel(Snapshot::default());
         let ctx = Context {

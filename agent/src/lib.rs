@@ -16,5 +16,6 @@ pub mod http;
 pub mod media;
 pub mod notify;
 pub mod persist;
+pub mod recording;
 pub mod state;
 pub mod supervisor;

@@ -381,6 +381,80 @@ pub struct Snapshot {
     pub pending_restart: Vec<String>,
     /// The D-Bus connection (shown, never a reason to call the agent unhealthy).
     pub bus: BusStatus,
+    /// Local recording: per recorded stream, and the disk (`None` until the
+    /// first stream with `record = true` starts).
+    pub recording: Option<RecordingStatus>,
+}
+
+/// What a recorder is doing (`media/recorder.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecorderState {
+    /// Writing a segment.
+    Recording,
+    /// Waiting for the stream's audio.
+    Waiting,
+    /// Stopped by a full disk or a write error; retried by itself.
+    Paused,
+}
+
+impl RecorderState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecorderState::Recording => "recording",
+            RecorderState::Waiting => "waiting",
+            RecorderState::Paused => "paused",
+        }
+    }
+}
+
+/// One stream's recorder, with what retention last saw of its segments.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecorderStatus {
+    pub state: RecorderState,
+    /// Why it is paused (empty otherwise).
+    pub reason: String,
+    /// The segment being written.
+    pub file: Option<String>,
+    /// Bytes written since the agent started.
+    pub bytes_written: u64,
+    /// Segments started since the agent started.
+    pub segments_started: u64,
+    #[serde(flatten)]
+    pub on_disk: OnDisk,
+}
+
+/// A stream's segments as the last retention pass found them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OnDisk {
+    pub segments: u64,
+    pub disk_bytes: u64,
+    /// File names.
+    pub oldest: Option<String>,
+    pub newest: Option<String>,
+}
+
+/// The recording directory as the janitor (`recording/janitor.rs`) last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DiskStatus {
+    pub directory: String,
+    pub free_bytes: u64,
+    /// False when the floor of free space cannot be kept: recording pauses.
+    pub space_ok: bool,
+    /// Segments deleted by retention since the agent started.
+    pub deleted: u64,
+    /// The last problem scanning or deleting (empty when none).
+    pub error: String,
+    /// By stream name.
+    #[serde(skip)]
+    pub streams: std::collections::BTreeMap<String, OnDisk>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RecordingStatus {
+    pub disk: DiskStatus,
+    /// By stream name: streams recording now.
+    pub streams: std::collections::BTreeMap<String, RecorderStatus>,
 }
 
 impl Snapshot {
@@ -396,6 +470,15 @@ impl Snapshot {
         )];
         if silent > 0 {
             parts.push(format!("{silent} silent"));
+        }
+        let paused = self.recording.as_ref().map_or(0, |r| {
+            r.streams
+                .values()
+                .filter(|s| s.state == RecorderState::Paused)
+                .count()
+        });
+        if paused > 0 {
+            parts.push(format!("{paused} recording paused"));
         }
         if down > 0 {
             parts.push(format!("{down} not running"));

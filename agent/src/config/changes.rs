@@ -6,14 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::RebootPolicy as Policy;
 
 use super::{
-    Config, DeadmanConfig, DevicesConfig, HealthConfig, HttpConfig, RestartConfig, RtspConfig,
+    Config, DeadmanConfig, DevicesConfig, HealthConfig, HttpConfig, RecordingConfig, RestartConfig,
+    RtspConfig,
 };
 
 impl Config {
     /// The dotted keys whose effective values differ between `self` and `new`:
     ///
     /// - one key per setting of `[rtsp]`, `[http]`, `[health]`, `[restart]`,
-    ///   `[devices]` and `[deadman]`: `rtsp.port`, `http.listen`,
+    ///   `[devices]`, `[deadman]` and `[recording]`: `rtsp.port`, `http.listen`,
     ///   `health.level_interval_ms`, `devices.pin_card_id`, `deadman.max_reboots`...;
     ///   the `[rtsp.auth]` table as a whole: `rtsp.auth`;
     /// - `defaults`: the `[defaults]` table as a whole;
@@ -36,6 +37,7 @@ impl Config {
             streams,
             devices,
             deadman,
+            recording,
         } = self;
         let mut d = Diff::default();
         d.rtsp(rtsp, &new.rtsp);
@@ -44,6 +46,7 @@ impl Config {
         d.restart(restart, &new.restart);
         d.devices(devices, &new.devices);
         d.deadman(deadman, &new.deadman);
+        d.recording(recording, &new.recording);
         d.named(
             "stream",
             streams.iter().map(|s| (s.name.as_str(), s)),
@@ -184,6 +187,27 @@ impl Diff {
         );
         self.key("deadman.good_after_s", good_after, &new.good_after);
         self.key("deadman.reboot", reboot, &new.reboot);
+    }
+
+    fn recording(&mut self, old: &RecordingConfig, new: &RecordingConfig) {
+        let RecordingConfig {
+            directory,
+            segment,
+            keep_days,
+            max_bytes,
+            min_free_bytes,
+            trust_clock,
+        } = old;
+        self.key("recording.directory", directory, &new.directory);
+        self.key("recording.segment_s", segment, &new.segment);
+        self.key("recording.keep_days", keep_days, &new.keep_days);
+        self.key("recording.max_bytes", max_bytes, &new.max_bytes);
+        self.key(
+            "recording.min_free_bytes",
+            min_free_bytes,
+            &new.min_free_bytes,
+        );
+        self.key("recording.trust_clock", trust_clock, &new.trust_clock);
     }
 }
 
@@ -349,6 +373,8 @@ gain_db = 3.0
                 "devices.pin_card_id",
                 "devices.allow_non_usb",
                 "devices.alsa_buffer_ms",
+                // The recordings live under the state directory unless placed elsewhere.
+                "recording.directory",
             ],
         ),
         (

@@ -94,6 +94,7 @@ fn resolve(v: &Validator<'_>, layers: &Layers<'_>) -> Result<DeviceSettings, Con
     let channels = pick(layers, "channels", |r| r.channels);
     let gain = pick(layers, "gain_db", |r| r.gain_db).or(0.0);
     let highpass = pick(layers, "highpass_hz", |r| r.highpass_hz).or(0.0);
+    let record = pick(layers, "record", |r| r.record).or(false);
     check_sample_rate(v, &codec, &rate)?;
     check_bitrate(v, &codec, &bitrate)?;
     check_channels(v, &codec, &channels)?;
@@ -110,6 +111,7 @@ fn resolve(v: &Validator<'_>, layers: &Layers<'_>) -> Result<DeviceSettings, Con
         channels: channels.value,
         gain_db: gain.value,
         highpass_hz: highpass.value,
+        record: record.value,
     })
 }
 

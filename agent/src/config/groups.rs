@@ -104,6 +104,7 @@ pub(super) fn validate(
                 member_channels,
             }),
             encoding: settings.encoding(total),
+            record: settings.record,
         });
     }
     Ok(out)

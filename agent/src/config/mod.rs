@@ -272,6 +272,8 @@ pub struct StreamSpec {
     pub name: String,
     pub source: Source,
     pub encoding: Encoding,
+    /// Kept on disk as it is streamed (`record`, see `[recording]`).
+    pub record: bool,
 }
 
 /// Encoding wishes for a discovered device; the device's plan fills in the rest.
@@ -285,6 +287,7 @@ pub struct DeviceSettings {
     pub channels: Option<u32>,
     pub gain_db: f64,
     pub highpass_hz: f64,
+    pub record: bool,
 }
 
 impl DeviceSettings {
@@ -336,6 +339,34 @@ pub struct DevicesConfig {
 /// own chain converts to its configured rate).
 pub const GROUP_RATE: u32 = 48_000;
 
+/// When a wall-clock time is good enough to name a recording by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustClock {
+    /// Once the kernel says the clock is synchronised (NTP, chrony,
+    /// systemd-timesyncd); until then names carry a marker.
+    Synced,
+    /// Always (a battery-backed RTC keeps the time).
+    Always,
+    /// Never: every name carries the marker.
+    Never,
+}
+
+/// Recording to local files (`[recording]`), for streams with `record = true`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordingConfig {
+    pub directory: PathBuf,
+    /// Segment length; with a trusted clock, cuts fall on multiples of it.
+    pub segment: Duration,
+    /// Older segments are deleted; 0 = no age limit.
+    pub keep_days: u64,
+    /// All recordings together at most this big; 0 = no cap.
+    pub max_bytes: u64,
+    /// Keep at least this much free on the filesystem.
+    pub min_free_bytes: u64,
+    pub trust_clock: TrustClock,
+}
+
 /// The validated, immutable configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -347,6 +378,7 @@ pub struct Config {
     pub streams: Vec<StreamSpec>,
     pub devices: DevicesConfig,
     pub deadman: DeadmanConfig,
+    pub recording: RecordingConfig,
 }
 
 /// The deadman's reboot limits (`[deadman]`), as its ledger applies them.

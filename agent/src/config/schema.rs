@@ -32,6 +32,8 @@ pub(super) struct RawConfig {
     pub deadman: RawDeadman,
     #[serde(default)]
     pub group: Vec<RawGroup>,
+    #[serde(default)]
+    pub recording: RawRecording,
 }
 
 // ---- [rtsp] -------------------------------------------------------------------
@@ -166,6 +168,51 @@ fn default_reset_after_s() -> u64 {
     30
 }
 
+// ---- [recording] --------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRecording {
+    /// `None`: `recordings` under `[devices] state_dir`.
+    pub directory: Option<PathBuf>,
+    #[serde(default = "default_segment_s")]
+    pub segment_s: u64,
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u64,
+    #[serde(default)]
+    pub max_bytes: u64,
+    #[serde(default = "default_min_free_bytes")]
+    pub min_free_bytes: u64,
+    #[serde(default = "default_trust_clock")]
+    pub trust_clock: super::TrustClock,
+}
+
+impl Default for RawRecording {
+    fn default() -> Self {
+        RawRecording {
+            directory: None,
+            segment_s: default_segment_s(),
+            keep_days: default_keep_days(),
+            max_bytes: 0,
+            min_free_bytes: default_min_free_bytes(),
+            trust_clock: default_trust_clock(),
+        }
+    }
+}
+
+fn default_segment_s() -> u64 {
+    600
+}
+fn default_keep_days() -> u64 {
+    30
+}
+fn default_min_free_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_trust_clock() -> super::TrustClock {
+    super::TrustClock::Synced
+}
+
 // ---- [deadman] ----------------------------------------------------------------
 
 #[derive(Debug, Clone, Deserialize)]
@@ -233,6 +280,7 @@ pub(super) struct RawSettings {
     pub channels: Option<u32>,
     pub gain_db: Option<f64>,
     pub highpass_hz: Option<f64>,
+    pub record: Option<bool>,
 }
 
 /// `settings()` for a table that spells out the encoding keys: the same keys
@@ -248,6 +296,7 @@ macro_rules! settings_of {
                     channels: self.channels,
                     gain_db: self.gain_db,
                     highpass_hz: self.highpass_hz,
+                    record: self.record,
                 }
             }
         }
@@ -315,6 +364,7 @@ pub(super) struct RawDeviceRule {
     pub channels: Option<u32>,
     pub gain_db: Option<f64>,
     pub highpass_hz: Option<f64>,
+    pub record: Option<bool>,
 }
 
 settings_of!(RawDeviceRule);
@@ -336,6 +386,7 @@ pub(super) struct RawStream {
     pub channels: Option<u32>,
     pub gain_db: Option<f64>,
     pub highpass_hz: Option<f64>,
+    pub record: Option<bool>,
 }
 
 settings_of!(RawStream);
@@ -365,6 +416,7 @@ pub(super) struct RawGroup {
     pub channels: Option<u32>,
     pub gain_db: Option<f64>,
     pub highpass_hz: Option<f64>,
+    pub record: Option<bool>,
 }
 
 settings_of!(RawGroup);

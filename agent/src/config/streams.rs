@@ -32,6 +32,7 @@ pub(super) fn validate(
             name: s.name.clone(),
             source,
             encoding: settings.encoding(settings.channels.unwrap_or(1)),
+            record: settings.record,
         });
     }
     Ok(streams)

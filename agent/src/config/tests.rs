@@ -32,6 +32,25 @@ fn minimal_stream_gets_documented_defaults() {
 }
 
 #[test]
+fn record_is_layered_and_recording_has_documented_defaults() {
+    let c = parse(
+        "[defaults]\nrecord = true\n[devices]\nstate_dir = \"/s\"\n\n[[stream]]\nname = \"a\"\nsource = \"tone\"\n\n[[stream]]\nname = \"b\"\nsource = \"tone\"\nrecord = false\n",
+    )
+    .unwrap();
+    assert!(c.streams[0].record);
+    assert!(!c.streams[1].record);
+    assert!(c.devices.defaults.record);
+    assert_eq!(c.recording.directory, Path::new("/s/recordings"));
+    assert_eq!(c.recording.segment, Duration::from_secs(600));
+    assert_eq!(c.recording.keep_days, 30);
+    assert_eq!(c.recording.max_bytes, 0);
+    assert_eq!(c.recording.min_free_bytes, 256 * 1024 * 1024);
+    assert_eq!(c.recording.trust_clock, TrustClock::Synced);
+    let c = parse("[[stream]]\nname = \"a\"\nsource = \"tone\"\n").unwrap();
+    assert!(!c.streams[0].record);
+}
+
+#[test]
 fn stream_overrides_defaults() {
     let c = parse(
         "[defaults]\ncodec = \"l16\"\nsample_rate = 96000\n\n[[stream]]\nname = \"a\"\nsource = \"tone\"\n\n[[stream]]\nname = \"b\"\nsource = \"tone\"\ncodec = \"opus\"\nsample_rate = 48000\nbitrate = 32000\n",
@@ -71,6 +90,36 @@ const ERRORS: &[(&str, &str, usize, &str)] = &[
         "between 1 and",
     ),
     ("[rtsp]\nport = 70000\n", "rtsp.port", 2, "out of range"),
+    (
+        "[recording]\nsegment_s = 5\n",
+        "recording.segment_s",
+        2,
+        "between 10 and 86400",
+    ),
+    (
+        "[recording]\ndirectory = \"rec\"\n",
+        "recording.directory",
+        2,
+        "not an absolute path",
+    ),
+    (
+        "[recording]\nmax_bytes = 1000\n",
+        "recording.max_bytes",
+        2,
+        "cannot hold a segment",
+    ),
+    (
+        "[recording]\ntrust_clock = \"ntp\"\n",
+        "recording.trust_clock",
+        2,
+        "unknown variant",
+    ),
+    (
+        "[[stream]]\nname = \"a\"\nsource = \"tone\"\nrecord = \"yes\"\n",
+        "stream[0].record",
+        4,
+        "invalid type",
+    ),
     ("[rtsp]\nbogus = 1\n", "rtsp.bogus", 2, "unknown field"),
     // Keys that are not bare are shown as TOML writes them.
     ("\"\" = 1\n", "\"\"", 1, "unknown field"),

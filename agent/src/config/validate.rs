@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::locate::{Seg, Validator, at};
-use super::schema::{RawConfig, RawDeadman, RawHealth, RawHttp, RawRestart, RawRtsp};
+use super::schema::{RawConfig, RawDeadman, RawHealth, RawHttp, RawRecording, RawRestart, RawRtsp};
 use super::{
-    Config, ConfigError, DeadmanConfig, HealthConfig, HttpConfig, RestartConfig, RtspAuth,
-    RtspConfig, devices, encoding, groups, streams,
+    Config, ConfigError, DeadmanConfig, HealthConfig, HttpConfig, RecordingConfig, RestartConfig,
+    RtspAuth, RtspConfig, devices, encoding, groups, streams,
 };
 
 pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -35,6 +35,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         defaults,
         names,
     )?;
+    let recording = recording(&v, &raw.recording, &devices.state_dir)?;
     Ok(Config {
         path: path.to_path_buf(),
         rtsp,
@@ -44,6 +45,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         streams,
         devices,
         deadman,
+        recording,
     })
 }
 
@@ -209,5 +211,50 @@ fn deadman(v: &Validator<'_>, d: &RawDeadman) -> Result<DeadmanConfig, ConfigErr
         unhealthy_after: Duration::from_secs(d.unhealthy_after_s),
         good_after: Duration::from_secs(d.good_after_s),
         reboot: d.reboot,
+    })
+}
+
+fn recording(
+    v: &Validator<'_>,
+    r: &RawRecording,
+    state_dir: &Path,
+) -> Result<RecordingConfig, ConfigError> {
+    let key = |k| at(&[Seg::Key("recording")], k);
+    let directory = match &r.directory {
+        None => state_dir.join("recordings"),
+        Some(d) => {
+            v.ensure(
+                d.is_absolute() && !d.as_os_str().is_empty(),
+                &key("directory"),
+                format!("{} is not an absolute path", d.display()),
+            )?;
+            d.clone()
+        }
+    };
+    v.ensure(
+        (10..=86_400).contains(&r.segment_s),
+        &key("segment_s"),
+        "must be between 10 and 86400 (a day)",
+    )?;
+    v.ensure(
+        r.keep_days <= 36_500,
+        &key("keep_days"),
+        "must be at most 36500 (0 keeps recordings whatever their age)",
+    )?;
+    v.ensure(
+        r.max_bytes == 0 || r.max_bytes >= 1024 * 1024,
+        &key("max_bytes"),
+        format!(
+            "{} bytes cannot hold a segment; use 0 (no cap) or at least 1048576 (1 MiB)",
+            r.max_bytes
+        ),
+    )?;
+    Ok(RecordingConfig {
+        directory,
+        segment: Duration::from_secs(r.segment_s),
+        keep_days: r.keep_days,
+        max_bytes: r.max_bytes,
+        min_free_bytes: r.min_free_bytes,
+        trust_clock: r.trust_clock,
     })
 }

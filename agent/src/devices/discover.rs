@@ -190,6 +190,7 @@ fn plan_stream(
             buffer: cfg.alsa_buffer,
         },
         encoding: settings.encoding(channels),
+        record: settings.record,
     };
     Decision::Stream {
         assignment,
@@ -235,6 +236,7 @@ mod tests {
             channels: None,
             gain_db: 0.0,
             highpass_hz: 0.0,
+            record: false,
         }
     }
 

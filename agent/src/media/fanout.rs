@@ -30,6 +30,8 @@ struct Client {
     /// time is before the media's start); shifting the client's timeline by that
     /// much sends it at once instead of dropping it and waiting for the next one.
     shift: Option<gst::ClockTime>,
+    /// A recorder (`recorder.rs`): not an RTSP client, not counted as one.
+    recorder: bool,
 }
 
 #[derive(Default)]
@@ -65,6 +67,15 @@ impl Fanout {
 
     /// Registers the appsrc of a new client's media; returns the client count.
     pub fn attach(&self, media_id: usize, appsrc: &AppSrc) -> usize {
+        self.add(media_id, appsrc, false)
+    }
+
+    /// Registers a recorder's appsrc (not counted as a client).
+    pub fn attach_recorder(&self, id: usize, appsrc: &AppSrc) {
+        self.add(id, appsrc, true);
+    }
+
+    fn add(&self, media_id: usize, appsrc: &AppSrc, recorder: bool) -> usize {
         appsrc.set_is_live(true);
         appsrc.set_format(gst::Format::Time);
         appsrc.set_stream_type(gstreamer_app::AppStreamType::Stream);
@@ -79,15 +90,16 @@ impl Fanout {
             media_id,
             appsrc: appsrc.downgrade(),
             shift: None,
+            recorder,
         });
-        inner.clients.len()
+        clients(&inner)
     }
 
-    /// Forgets a client's media; returns the client count.
+    /// Forgets a client's media (or a recorder); returns the client count.
     pub fn detach(&self, media_id: usize) -> usize {
         let mut inner = self.lock();
         inner.clients.retain(|c| c.media_id != media_id);
-        inner.clients.len()
+        clients(&inner)
     }
 
     /// True when a new client can be served at once (audio is flowing and its
@@ -143,12 +155,12 @@ impl Fanout {
                     return false;
                 };
                 let running = absolute.and_then(|abs| client_time(&src, abs, &mut c.shift));
-                targets.push((src, running));
+                targets.push((src, running, !c.recorder));
                 true
             });
             (targets, new_caps)
         };
-        for (src, running) in targets {
+        for (src, running, counted) in targets {
             if let Some(caps) = &new_caps {
                 src.set_caps(Some(caps));
             }
@@ -161,11 +173,16 @@ impl Fanout {
             }
             let size = out.size() as u64;
             // Flushing or EOS: the media is going away; it detaches itself.
-            if src.push_buffer(out).is_ok() {
+            if src.push_buffer(out).is_ok() && counted {
                 self.sent.fetch_add(size, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// RTSP clients, recorders not counted.
+fn clients(inner: &Inner) -> usize {
+    inner.clients.iter().filter(|c| !c.recorder).count()
 }
 
 /// The time of a buffer captured at clock time `absolute` in a client's media, or

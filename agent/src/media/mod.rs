@@ -11,6 +11,7 @@ mod fanout;
 mod group;
 pub mod mixer;
 pub mod pipeline;
+mod recorder;
 pub mod reports;
 mod server;
 mod warm;
@@ -54,6 +55,13 @@ pub enum MediaEvent {
     },
     /// The number of client media attached to a stream changed.
     Clients { stream: String, count: usize },
+    /// A stream's recorder changed (`None`: it stopped recording).
+    Recorder {
+        stream: String,
+        status: Option<Box<crate::state::RecorderStatus>>,
+    },
+    /// The recording directory after a retention pass.
+    RecordingDisk(Box<crate::state::DiskStatus>),
 }
 
 enum Command {
@@ -85,6 +93,15 @@ enum Command {
     Ping(oneshot::Sender<()>),
     /// Test hook: block the GStreamer main-context thread for good.
     Wedge,
+    /// Time to look after the recorders (`recorder::TICK`).
+    RecordTick,
+    /// A recording segment's pipeline ended (`error` None) or failed.
+    RecorderBus {
+        id: usize,
+        error: Option<String>,
+        /// The error is a full disk.
+        no_space: bool,
+    },
 }
 
 /// Errors starting the media side.
@@ -196,6 +213,7 @@ impl MediaHandle {
 /// `encodings` configured (devices' and streams') need (see `warm.rs`).
 pub fn spawn(
     rtsp: &RtspConfig,
+    recording: &crate::config::RecordingConfig,
     level_interval: Duration,
     encodings: &[Encoding],
     events: Reports,
@@ -213,6 +231,7 @@ pub fn spawn(
     let rtsp_cfg = rtsp.clone();
     let warm_encoding = warm::session_encoding(encodings);
     let rtsp = rtsp.clone();
+    let recording = recording.clone();
     let cmd_tx = tx.clone();
     let thread = std::thread::Builder::new()
         .name("hark-gst".into())
@@ -229,7 +248,9 @@ pub fn spawn(
                 };
                 server.mount_warm_up(&warm_encoding);
                 let _ = ready_tx.send(Ok((server.port, server.server.clone())));
+                let recorders = recorder::Recorders::new(recording, events.clone(), cmd_tx.clone());
                 let state = State {
+                    recorders,
                     server,
                     streams: HashMap::new(),
                     groups: HashMap::new(),
@@ -280,6 +301,7 @@ struct Mounted {
 
 struct State {
     server: server::Server,
+    recorders: recorder::Recorders,
     streams: HashMap<String, Mounted>,
     /// Groups by name, from their first start to their unmount.
     groups: HashMap<String, group::GroupRun>,
@@ -316,6 +338,12 @@ async fn command_loop(mut state: State, mut rx: Receiver<Command>) {
             Command::Ping(reply) => {
                 let _ = reply.send(());
             }
+            Command::RecordTick => state.recorders.tick(),
+            Command::RecorderBus {
+                id,
+                error,
+                no_space,
+            } => state.recorders.on_bus(id, error, no_space),
             Command::Wedge => {
                 tracing::warn!("test hook: the GStreamer thread stops answering");
                 loop {
@@ -340,6 +368,7 @@ impl State {
             &self.events,
         );
         tracing::info!(stream = %spec.name, path = %server::mount_path(&spec.name), "mounted");
+        let name = spec.name.clone();
         self.streams.insert(
             spec.name.clone(),
             Mounted {
@@ -351,6 +380,25 @@ impl State {
                 tap: false,
             },
         );
+        self.sync_recorder(&name);
+    }
+
+    /// Records the stream or not, as its spec says.
+    fn sync_recorder(&mut self, name: &str) {
+        let Some(m) = self.streams.get(name) else {
+            return;
+        };
+        let (codec, fanout) = (m.spec.encoding.codec, m.fanout.clone());
+        match (m.spec.record, self.recorders.recording(name)) {
+            (true, Some(c)) if c == codec => {}
+            (true, Some(_)) => {
+                self.recorders.remove(name);
+                self.recorders.add(name, codec, fanout);
+            }
+            (true, None) => self.recorders.add(name, codec, fanout),
+            (false, Some(_)) => self.recorders.remove(name),
+            (false, None) => {}
+        }
     }
 
     fn start(&mut self, spec: StreamSpec, generation: u64, device: bool, tap: bool) {
@@ -375,6 +423,7 @@ impl State {
         m.device = device;
         m.tap = tap;
         let name = spec.name.clone();
+        self.sync_recorder(&name);
         let mixer = match &spec.source {
             Source::Group(g) => Some(self.group_mixer(&name, g)),
             _ => None,
@@ -543,6 +592,7 @@ impl State {
 
     fn unmount(&mut self, stream: &str) {
         self.stop(stream, None);
+        self.recorders.remove(stream);
         let Some(m) = self.streams.remove(stream) else {
             return;
         };
@@ -564,6 +614,9 @@ impl State {
 
     fn shutdown(&mut self, deadline: Duration) {
         let started = Instant::now();
+        // Segments first: each is written out (its end-of-stream) before its
+        // stream's clients are ended.
+        self.recorders.shutdown(deadline / 2);
         let (tx, rx) = std::sync::mpsc::channel();
         let mut waiting = 0;
         for (name, m) in &mut self.streams {

@@ -279,6 +279,7 @@ mod tests {
                     level_dbfs: -6.0,
                 },
                 encoding: e,
+                record: false,
             };
             let c = build(&spec, 100_000_000, true).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
             c.pipeline.set_state(gst::State::Playing).unwrap();

@@ -1,9 +1,10 @@
 //! What the media thread tells the supervisor, under a stated policy, so that a
 //! busy supervisor can never make the media thread wait or memory grow:
 //!
-//! - Level readings (4 a second per stream) and client counts are *state*: the
-//!   latest value per stream is kept on a board, never queued. The supervisor
-//!   reads the board on its tick (levels) or when woken (client counts).
+//! - Level readings (4 a second per stream), client counts and recording
+//!   status are *state*: the latest value per stream is kept on a board, never
+//!   queued. The supervisor reads the board on its tick (levels) or when woken
+//!   (the rest).
 //! - Failures are *events*: a bounded queue of [`FAILURE_QUEUE`]. When it is
 //!   full the failure is dropped, counted and logged; the failed pipeline then
 //!   sends no level readings, so the stall timeout restarts it anyway.
@@ -25,6 +26,10 @@ struct Board {
     levels: BTreeMap<String, MediaEvent>,
     /// Client counts that changed since the last read.
     clients: BTreeMap<String, usize>,
+    /// Recorders that changed since the last read (`MediaEvent::Recorder`).
+    recorders: BTreeMap<String, MediaEvent>,
+    /// The latest retention pass (`MediaEvent::RecordingDisk`).
+    disk: Option<MediaEvent>,
 }
 
 /// The media side's end.
@@ -79,6 +84,18 @@ impl Reports {
                 drop(b);
                 self.wake.notify_one();
             }
+            MediaEvent::Recorder { ref stream, .. } => {
+                let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+                b.recorders.insert(stream.clone(), ev);
+                drop(b);
+                self.wake.notify_one();
+            }
+            MediaEvent::RecordingDisk(_) => {
+                let mut b = self.board.lock().unwrap_or_else(PoisonError::into_inner);
+                b.disk = Some(ev);
+                drop(b);
+                self.wake.notify_one();
+            }
             MediaEvent::Failed { .. } => {
                 if let Err(mpsc::error::TrySendError::Full(ev)) = self.failures.try_send(ev) {
                     let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -107,6 +124,8 @@ impl Inbox {
             .into_iter()
             .map(|(stream, count)| MediaEvent::Clients { stream, count })
             .collect();
+        out.extend(std::mem::take(&mut b.recorders).into_values());
+        out.extend(b.disk.take());
         if levels {
             out.extend(std::mem::take(&mut b.levels).into_values());
         }

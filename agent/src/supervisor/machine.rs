@@ -155,12 +155,14 @@ impl Device {
 
 /// Keys whose change takes effect only when harkd starts again: the RTSP and
 /// HTTP listeners, the deadman (its monitor and unit are set up at start), the
-/// level interval (every pipeline measures with it) and where devices are
-/// watched and remembered.
+/// level interval (every pipeline measures with it), where devices are
+/// watched and remembered, and `[recording]` (its janitor starts with the
+/// media thread; `record` itself follows a reload, per stream).
 fn needs_restart(key: &str) -> bool {
     key.starts_with("rtsp.")
         || key.starts_with("http.")
         || key.starts_with("deadman.")
+        || key.starts_with("recording.")
         || matches!(
             key,
             "health.level_interval_ms" | "devices.enabled" | "devices.state_dir"
@@ -818,6 +820,7 @@ impl Machine {
             deadman: self.deadman.clone(),
             pending_restart: self.pending_restart.clone(),
             bus: self.bus.clone(),
+            recording: None,
         }
     }
 }

@@ -91,6 +91,9 @@ pub struct Supervisor {
     ledger: store::Writer,
     /// Pins and config reads under way (owned: joined or aborted on return).
     work: JoinSet<Done>,
+    /// What the recorders and the janitor last said (shown with the snapshot;
+    /// the machine has no part in recording).
+    recording: Option<crate::state::RecordingStatus>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,7 @@ impl Supervisor {
             sysfs,
             ledger: ledger_writer,
             work: JoinSet::new(),
+            recording: None,
         };
         (sup, rx)
     }
@@ -204,6 +208,22 @@ impl Supervisor {
 
     async fn media_report(&mut self, ev: MediaEvent) {
         let input = match ev {
+            MediaEvent::Recorder { stream, status } => {
+                let r = self.recording.get_or_insert_with(Default::default);
+                match status {
+                    Some(s) => {
+                        r.streams.insert(stream, *s);
+                    }
+                    None => {
+                        r.streams.remove(&stream);
+                    }
+                }
+                return;
+            }
+            MediaEvent::RecordingDisk(disk) => {
+                self.recording.get_or_insert_with(Default::default).disk = *disk;
+                return;
+            }
             MediaEvent::Level {
                 stream,
                 generation,
@@ -244,7 +264,14 @@ impl Supervisor {
     }
 
     fn publish(&mut self) {
-        let snap = self.machine.snapshot();
+        let mut snap = self.machine.snapshot();
+        snap.recording = self.recording.as_ref().map(|r| {
+            let mut r = r.clone();
+            for (name, s) in &mut r.streams {
+                s.on_disk = r.disk.streams.get(name).cloned().unwrap_or_default();
+            }
+            r
+        });
         let summary = snap.summary();
         if summary != self.last_summary {
             tracing::info!(status = %summary, "status");
