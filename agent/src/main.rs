@@ -189,7 +189,25 @@ fn deadman(
     }
 }
 
+/// At most two glibc malloc arenas (unless `MALLOC_ARENA_MAX` says otherwise).
+/// By default glibc gives threads arenas of their own, up to 8 per core, and
+/// memory freed in one is not reused by another; GStreamer's streaming threads
+/// come and go with every pipeline and client, so the agent's resident memory
+/// creeps up. Measured in the 3-minute fault soak (2 cores): RSS grew 0.8 MiB
+/// with two arenas, 1.8-2.1 MiB with the default. Called before any thread
+/// starts.
+#[allow(unsafe_code)]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; no thread runs yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -71,13 +71,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
-
 /// A tmpfs of 1 MiB at `dir` (root only); unmounted on drop.
 struct Tmpfs(PathBuf);
 
@@ -181,7 +174,7 @@ impl Soak {
         );
         let state = tree.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
-        let tmpfs = if is_root() {
+        let tmpfs = if common::is_root() {
             Tmpfs::mount(&state)
         } else {
             None

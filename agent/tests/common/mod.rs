@@ -1005,3 +1005,11 @@ pub fn http_get(port: u16, path: &str) -> String {
     let (_, resp) = http_get_full(port, path);
     http_body(&resp).to_string()
 }
+
+/// Whether the tests run as root (a tmpfs needs it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
