@@ -7,7 +7,7 @@ CONFIG ?= configs/dev.toml
 # in configs/dbus installed).
 BUS ?= none
 
-.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench bench-groups churn soak drift fuzz hil hil-aarch64 fresh-check check-image check-layer clean
+.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench bench-groups bench-recording churn soak drift fuzz hil hil-aarch64 fresh-check check-image check-layer clean
 
 all: build
 
@@ -95,6 +95,11 @@ bench: build
 # see scripts/group_cost.py.
 bench-groups: build
 	/usr/bin/python3 scripts/group_cost.py
+
+# What recording costs: 4 streams recorded against the same 4 streaming alone,
+# Opus (Ogg) and L16 (FLAC), as ratios per rep (scripts/record_cost.py).
+bench-recording: build
+	/usr/bin/python3 scripts/record_cost.py
 
 # 10,000 mixed RTSP sessions (TCP and UDP, TEARDOWN or vanishing mid-PLAY,
 # DESCRIBE probes) on one running stream: none may fail, and RSS, descriptors and

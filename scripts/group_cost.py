@@ -14,32 +14,18 @@ which run whether anyone listens or not. Also printed: each member's queue
 
 import json
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HARKD = os.path.join(ROOT, "target/release/harkd")
-TICK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harkd_cpu import HARKD, TICK, free_port, spread, ticks  # noqa: E402
+
 WINDOW = float(os.environ.get("BENCH_WINDOW", "10"))
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 SETTLE = 4.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return int(rest[11]) + int(rest[12])
 
 
 MEMBERS = ["m1", "m2", "m3", "m4"]
@@ -82,10 +68,6 @@ def measure(groups, tmp):
     finally:
         h.terminate()
         h.wait(10)
-
-
-def spread(xs):
-    return f"{statistics.median(xs):.2f} [{min(xs):.2f}..{max(xs):.2f}]"
 
 
 def main():

@@ -225,8 +225,8 @@ expect_fail "opus plugin not built by the distro" "gstreamer1.0-plugins-base-opu
     "$SCRIPTS/check-gst-elements.py" --oe-core "$SRC/openembedded-core" --readback "$NEG/no-opus.json"
 # an element in the source whose plugin is not in RDEPENDS
 rm -rf "$NEG/agent-src" && cp -a "$REPO/agent/src" "$NEG/agent-src"
-printf '\npub fn flac() { let _ = gstreamer::ElementFactory::make("flacenc").build(); }\n' >> "$NEG/agent-src/media/pipeline.rs"
-expect_fail "element without a package" "element\(s\) flacenc need package gstreamer1.0-plugins-good-flac, which is not in RDEPENDS" \
+printf '\npub fn wav() { let _ = gstreamer::ElementFactory::make("wavenc").build(); }\n' >> "$NEG/agent-src/media/pipeline.rs"
+expect_fail "element without a package" "element\(s\) wavenc need package gstreamer1.0-plugins-good-wavenc, which is not in RDEPENDS" \
     "$SCRIPTS/check-gst-elements.py" --oe-core "$SRC/openembedded-core" --readback "$READBACK" --agent-src "$NEG/agent-src"
 
 # a wrong LAYERSERIES_COMPAT: bitbake stops at the configuration (no recipe parse)

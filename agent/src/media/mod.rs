@@ -81,6 +81,11 @@ enum Command {
     },
     /// The streams configured at start are mounted (see `Server::settle`).
     Settled,
+    /// Record a mounted stream, or stop recording it.
+    Record {
+        stream: String,
+        on: bool,
+    },
     Reaped {
         stream: String,
         generation: u64,
@@ -172,6 +177,15 @@ impl MediaHandle {
     pub fn unmount(&self, stream: &str) {
         self.send(Command::Unmount {
             stream: stream.to_string(),
+        });
+    }
+
+    /// Starts or stops recording a mounted stream, leaving its capture and
+    /// clients alone.
+    pub fn record(&self, stream: &str, on: bool) {
+        self.send(Command::Record {
+            stream: stream.to_string(),
+            on,
         });
     }
 
@@ -329,6 +343,12 @@ async fn command_loop(mut state: State, mut rx: Receiver<Command>) {
             Command::Stop { stream, generation } => state.stop(&stream, Some(generation)),
             Command::Unmount { stream } => state.unmount(&stream),
             Command::Settled => state.server.settle(),
+            Command::Record { stream, on } => {
+                if let Some(m) = state.streams.get_mut(&stream) {
+                    m.spec.record = on;
+                    state.sync_recorder(&stream);
+                }
+            }
             Command::Reaped { stream, generation } => state.reaped(&stream, generation),
             Command::Shutdown { deadline, done } => {
                 state.shutdown(deadline);

@@ -50,14 +50,13 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 pub fn segment_description(codec: Codec) -> String {
     let src = "appsrc name=src is-live=true format=time";
     let sink = "filesink name=sink buffer-mode=unbuffered sync=false async=false";
+    let adts = "audio/mpeg,mpegversion=4,stream-format=adts";
     match codec {
         Codec::Opus => format!(
-            "{src} ! mux.audio_%u oggmux name=mux max-delay=500000000 max-page-delay=500000000 ! {sink}"
+            "oggmux name=mux max-delay=500000000 max-page-delay=500000000 ! {sink} {src} ! mux.audio_%u"
         ),
         Codec::L16 => format!("{src} ! audioconvert ! flacenc ! {sink}"),
-        Codec::Aac => {
-            format!("{src} ! aacparse ! audio/mpeg,mpegversion=4,stream-format=adts ! {sink}")
-        }
+        Codec::Aac => format!("{src} ! aacparse ! {adts} ! {sink}"),
         Codec::Mp3 => format!("{src} ! mpegaudioparse ! {sink}"),
     }
 }
@@ -222,10 +221,12 @@ impl Recorders {
         let live = r.fanout.is_live();
         let cut = match &r.seg {
             Some(_) if !space_ok => {
-                r.pause = Some(format!(
+                let reason = format!(
                     "disk full: {free} bytes free, recording.min_free_bytes is {}",
                     self.cfg.min_free_bytes
-                ));
+                );
+                tracing::warn!(stream = name, reason = %reason, "recording paused");
+                r.pause = Some(reason);
                 r.disk_full = true;
                 true
             }

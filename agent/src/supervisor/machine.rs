@@ -94,6 +94,12 @@ pub enum Effect {
     },
     /// Stop the pipeline, end the clients, remove the mount.
     Unmount(String),
+    /// Start or stop recording the stream (a reload changed only `record`:
+    /// the capture and its clients are not touched).
+    Record {
+        stream: String,
+        on: bool,
+    },
     /// Write `id` as the card's ALSA id, then answer with [`Input::Pinned`].
     PinCardId {
         card: u32,
@@ -696,6 +702,24 @@ impl Machine {
             .iter()
             .map(|s| (s.name.as_str(), s))
             .collect();
+        // Only `record` changed: recording starts or stops, nothing restarts.
+        let rerecord: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, e)| e.card.is_none())
+            .filter(|(name, e)| {
+                wanted
+                    .get(name.as_str())
+                    .is_some_and(|w| record_only(w, &e.spec))
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in rerecord {
+            if let Some(w) = wanted.get(name.as_str()) {
+                self.rerecord(w);
+                report.changed.push(name);
+            }
+        }
         let gone: Vec<String> = self
             .streams
             .iter()
@@ -732,6 +756,17 @@ impl Machine {
                 }
                 self.add_stream(spec.clone(), None, now);
             }
+        }
+    }
+
+    /// A stream whose `record` alone changed takes the new spec and says so.
+    fn rerecord(&mut self, wanted: &StreamSpec) {
+        if let Some(e) = self.streams.get_mut(&wanted.name) {
+            e.spec.record = wanted.record;
+            self.out.push(Effect::Record {
+                stream: wanted.name.clone(),
+                on: wanted.record,
+            });
         }
     }
 
@@ -776,6 +811,13 @@ impl Machine {
             .remove(0);
             let before = old.get(&index);
             let unchanged = match (&decision, old_streams.get(&index)) {
+                (Decision::Stream { spec, .. }, Some((_, running)))
+                    if record_only(spec, running) =>
+                {
+                    self.rerecord(spec);
+                    report.changed.push(spec.name.clone());
+                    true
+                }
                 (Decision::Stream { spec, .. }, Some((_, running))) => {
                     same_stream(spec, running, before)
                 }
@@ -834,6 +876,16 @@ fn refused(why: String) -> ReloadReport {
 
 /// The running stream of a device equals the one its decision asks for (a
 /// card id that could not be pinned keeps its fallback device string).
+/// `wanted` differs from `running` in `record` and nothing else.
+fn record_only(wanted: &StreamSpec, running: &StreamSpec) -> bool {
+    wanted.record != running.record
+        && *wanted
+            == StreamSpec {
+                record: wanted.record,
+                ..running.clone()
+            }
+}
+
 fn same_stream(wanted: &StreamSpec, running: &StreamSpec, dev: Option<&Device>) -> bool {
     if wanted == running {
         return true;

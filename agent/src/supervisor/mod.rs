@@ -153,6 +153,7 @@ impl Supervisor {
             } => self.media.start(spec, generation, device, tap),
             Effect::Stop { stream, generation } => self.media.stop(&stream, generation),
             Effect::Unmount(stream) => self.media.unmount(&stream),
+            Effect::Record { stream, on } => self.media.record(&stream, on),
             Effect::SaveLedger(ledger) => self.ledger.save(ledger),
             Effect::PinCardId { card, id } => {
                 let path = self.sysfs.join(format!("class/sound/card{card}/id"));

@@ -392,6 +392,64 @@ fn reload(r: &mut Rig, text: &str) -> (crate::state::ReloadReport, Vec<Effect>) 
     }
 }
 
+fn recorded(out: &[Effect]) -> Vec<(String, bool)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::Record { stream, on } => Some((stream.clone(), *on)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_reload_that_changes_only_record_restarts_nothing() {
+    let text = |defaults: bool, own: bool| {
+        format!(
+            "{BASE}\n[defaults]\nrecord = {defaults}\n\n[[stream]]\nname = \"a\"\nsource = \"tone\"\nrecord = {own}\n"
+        )
+    };
+    let mut r = Rig::new(&text(false, false));
+    r.plug(mic(1, "1-1.4", None), Ok(()));
+    let (rep, out) = reload(&mut r, &text(true, true));
+    assert!(
+        unmounted(&out).is_empty() && started(&out).is_empty(),
+        "{out:?}"
+    );
+    assert_eq!(
+        recorded(&out),
+        vec![("a".into(), true), ("usb-audio-device".into(), true)]
+    );
+    assert_eq!(
+        rep.changed,
+        vec!["a".to_string(), "usb-audio-device".into()]
+    );
+    // The same again: nothing at all.
+    let (rep, out) = reload(&mut r, &text(true, true));
+    assert!(
+        recorded(&out).is_empty() && rep.changed.is_empty(),
+        "{out:?}"
+    );
+    // Off for the stream only.
+    let (_, out) = reload(&mut r, &text(true, false));
+    assert_eq!(recorded(&out), vec![("a".into(), false)]);
+    assert!(
+        unmounted(&out).is_empty() && started(&out).is_empty(),
+        "{out:?}"
+    );
+    // record and something else: a restart, which carries the new record.
+    let (_, out) = reload(
+        &mut r,
+        &text(true, true).replace("source = \"tone\"", "source = \"tone\"\ntone_hz = 880.0"),
+    );
+    assert_eq!(unmounted(&out), vec!["a".to_string()]);
+    assert!(recorded(&out).is_empty(), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Effect::Mount(s) if s.name == "a" && s.record)),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn reload_applies_each_kind_of_change_or_names_it() {
     let tone = |name: &str, hz: u32| {

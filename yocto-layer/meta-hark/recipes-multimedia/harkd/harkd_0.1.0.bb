@@ -98,9 +98,11 @@ RDEPENDS:${PN} += "${VIRTUAL-RUNTIME_base-utils} \
                    gstreamer1.0-plugins-base-audioconvert \
                    gstreamer1.0-plugins-base-audioresample \
                    gstreamer1.0-plugins-base-audiotestsrc \
+                   gstreamer1.0-plugins-base-ogg \
                    gstreamer1.0-plugins-base-opus \
                    gstreamer1.0-plugins-base-volume \
                    gstreamer1.0-plugins-good-audiofx \
+                   gstreamer1.0-plugins-good-flac \
                    gstreamer1.0-plugins-good-level \
                    gstreamer1.0-plugins-good-rtp \
                    gstreamer1.0-plugins-good-rtpmanager \
