@@ -12,16 +12,12 @@ which run whether anyone listens or not. Also printed: each member's queue
 (the latency the group adds), read from /api/v1/status.
 """
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harkd_cpu import HARKD, TICK, free_port, spread, ticks  # noqa: E402
+from harkd_cpu import HARKD, cpu_percent, free_port, harkd, spread, status  # noqa: E402
 
 WINDOW = float(os.environ.get("BENCH_WINDOW", "10"))
 REPS = int(os.environ.get("BENCH_REPS", "3"))
@@ -46,28 +42,17 @@ def config(groups, port, http):
 
 def measure(groups, tmp):
     port, http = free_port(), free_port()
-    path = os.path.join(tmp, "hark.toml")
-    with open(path, "w") as f:
-        f.write(config(groups, port, http))
-    h = subprocess.Popen([HARKD, "run", "--config", path, "--bus", "none"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(SETTLE)
-        t0, c0 = time.monotonic(), ticks(h.pid)
-        time.sleep(WINDOW)
-        t1, c1 = time.monotonic(), ticks(h.pid)
-        status = json.load(urllib.request.urlopen(f"http://127.0.0.1:{http}/api/v1/status"))
+    with harkd(config(groups, port, http), tmp) as h:
+        cpu = cpu_percent(h.pid, SETTLE, WINDOW)
+        st = status(http)
         if h.poll() is not None:
             sys.exit(f"harkd ended during the window ({groups})")
-        running = [s for s in status["streams"] if s["state"] == "running"]
-        if len(running) != len(status["streams"]):
-            sys.exit(f"not every stream ran: {status['streams']}")
-        lat = [m["latency_ms"] for s in status["streams"] if s.get("group")
+        running = [s for s in st["streams"] if s["state"] == "running"]
+        if len(running) != len(st["streams"]):
+            sys.exit(f"not every stream ran: {st['streams']}")
+        lat = [m["latency_ms"] for s in st["streams"] if s.get("group")
                for m in s["group"]["members"]]
-        return 100.0 * (c1 - c0) / TICK / (t1 - t0), lat
-    finally:
-        h.terminate()
-        h.wait(10)
+        return cpu, lat
 
 
 def main():

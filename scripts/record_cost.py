@@ -11,16 +11,13 @@ capture and its encoder run whether anyone listens or not, so "alone" is the
 cost of streaming. Also printed: the bytes written per stream and second.
 """
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harkd_cpu import HARKD, TICK, free_port, spread, ticks  # noqa: E402
+from harkd_cpu import HARKD, cpu_percent, free_port, harkd, spread, status  # noqa: E402
 
 WINDOW = float(os.environ.get("BENCH_WINDOW", "10"))
 REPS = int(os.environ.get("BENCH_REPS", "3"))
@@ -40,25 +37,17 @@ def config(codec, record, port, http, rec_dir):
 def measure(codec, record, tmp):
     port, http = free_port(), free_port()
     rec_dir = tempfile.mkdtemp(dir=tmp)
-    path = os.path.join(tmp, "hark.toml")
-    with open(path, "w") as f:
-        f.write(config(codec, record, port, http, rec_dir))
     spawned = time.monotonic()
-    h = subprocess.Popen([HARKD, "run", "--config", path, "--bus", "none"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(SETTLE)
-        t0, c0 = time.monotonic(), ticks(h.pid)
-        time.sleep(WINDOW)
-        t1, c1 = time.monotonic(), ticks(h.pid)
-        status = json.load(urllib.request.urlopen(f"http://127.0.0.1:{http}/api/v1/status"))
+    with harkd(config(codec, record, port, http, rec_dir), tmp) as h:
+        cpu = cpu_percent(h.pid, SETTLE, WINDOW)
+        st = status(http)
         if h.poll() is not None:
             sys.exit(f"harkd ended during the window ({codec}, record={record})")
-        if any(s["state"] != "running" for s in status["streams"]):
-            sys.exit(f"not every stream ran: {status['streams']}")
+        if any(s["state"] != "running" for s in st["streams"]):
+            sys.exit(f"not every stream ran: {st['streams']}")
         rate = None
         if record:
-            rec = (status.get("recording") or {}).get("streams", {})
+            rec = (st.get("recording") or {}).get("streams", {})
             states = [r["state"] for r in rec.values()]
             if states != ["recording"] * STREAMS:
                 sys.exit(f"not every stream recorded: {rec}")
@@ -67,10 +56,7 @@ def measure(codec, record, tmp):
             written = sum(os.path.getsize(os.path.join(d, f))
                           for d, _, fs in os.walk(rec_dir) for f in fs)
             rate = written / STREAMS / (time.monotonic() - spawned)
-        return 100.0 * (c1 - c0) / TICK / (t1 - t0), rate
-    finally:
-        h.terminate()
-        h.wait(10)
+        return cpu, rate
 
 
 def main():

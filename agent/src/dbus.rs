@@ -402,29 +402,32 @@ impl Recording {
     fn bytes_written(&self) -> u64 {
         self.r.bytes_written
     }
-    /// The stream's segments on disk, and their bytes, at the last retention pass.
+    /// The stream's segments on disk at the last retention pass.
     #[zbus(property)]
     fn segments(&self) -> u64 {
         self.r.on_disk.segments
     }
+    /// Their bytes on disk at the last retention pass.
     #[zbus(property)]
     fn disk_bytes(&self) -> u64 {
         self.r.on_disk.disk_bytes
     }
-    /// The oldest and the newest segment's file name ("" when none).
+    /// The oldest segment's file name ("" when none).
     #[zbus(property)]
     fn oldest_segment(&self) -> String {
         self.r.on_disk.oldest.clone().unwrap_or_default()
     }
+    /// The newest segment's file name ("" when none).
     #[zbus(property)]
     fn newest_segment(&self) -> String {
         self.r.on_disk.newest.clone().unwrap_or_default()
     }
-    /// The recording directory and the free bytes on its filesystem.
+    /// The recording directory.
     #[zbus(property)]
     fn directory(&self) -> String {
         self.disk.directory.clone()
     }
+    /// Free bytes on the recording directory's filesystem.
     #[zbus(property)]
     fn free_bytes(&self) -> u64 {
         self.disk.free_bytes

@@ -147,19 +147,25 @@ impl Recorders {
             return;
         };
         if let Some(seg) = r.seg.take() {
-            r.fanout.detach(seg.id);
-            self.closing.push(Closing {
-                stream: stream.to_string(),
-                seg,
-                eos_sent: None,
-                done: false,
-            });
+            self.close(stream, &r.fanout, seg);
         }
         self.events.send(MediaEvent::Recorder {
             stream: stream.to_string(),
             status: None,
         });
         self.tick();
+    }
+
+    /// Takes a segment off the fan-out; its end-of-stream follows at the next
+    /// tick (what was in flight lands first), then it is finished.
+    fn close(&mut self, stream: &str, fanout: &Fanout, seg: Segment) {
+        fanout.detach(seg.id);
+        self.closing.push(Closing {
+            stream: stream.to_string(),
+            seg,
+            eos_sent: None,
+            done: false,
+        });
     }
 
     /// The codec `stream` is recorded in, if it is.
@@ -234,13 +240,8 @@ impl Recorders {
             None => false,
         };
         if cut && let Some(seg) = r.seg.take() {
-            r.fanout.detach(seg.id);
-            self.closing.push(Closing {
-                stream: name.to_string(),
-                seg,
-                eos_sent: None,
-                done: false,
-            });
+            let fanout = r.fanout.clone();
+            self.close(name, &fanout, seg);
         }
         let Some(r) = self.by_stream.get_mut(name) else {
             return;
@@ -407,13 +408,8 @@ impl Recorders {
             if let Some(r) = self.by_stream.get_mut(&name)
                 && let Some(seg) = r.seg.take()
             {
-                r.fanout.detach(seg.id);
-                self.closing.push(Closing {
-                    stream: name,
-                    seg,
-                    eos_sent: None,
-                    done: false,
-                });
+                let fanout = r.fanout.clone();
+                self.close(&name, &fanout, seg);
             }
         }
         let started = Instant::now();
