@@ -212,3 +212,69 @@ fn a_stream_added_back_waits_for_its_old_pipeline_to_let_go_of_the_device() {
     });
     ffmpeg_pull(&h.url("mic"), "tcp", 1.5).assert_tone(1.4, 700.0, -15.0);
 }
+
+/// A DESCRIBE waits until its media has a first buffer. One for a mic that is
+/// stalling (its last audio came a moment ago, the stall not yet declared) must
+/// hold up neither the other streams' clients nor the agent, and must be
+/// answered when the stall is declared; later ones are answered 503 at once.
+#[test]
+fn a_describe_for_a_stalling_mic_holds_up_no_other_client() {
+    use common::rtsp_client::describe_probe;
+    let mic = FifoMic::new(700.0, 0.25);
+    let extra =
+        "[[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
+    let h = Harkd::start_with_env(
+        &config(&mic, extra),
+        &[("ALSA_CONFIG_PATH", &mic.alsa_config_path)],
+    );
+    for s in ["mic", "tone"] {
+        h.wait_log(Duration::from_secs(10), |v| {
+            is_event(v, "audio is flowing", s)
+        });
+    }
+    let mark = h.mark();
+    let silent_since = mic.pause_writing();
+    // Within a second of the last audio: taken in, and left waiting.
+    let stalling = h.url("mic");
+    let waiting = std::thread::spawn(move || {
+        let t = Instant::now();
+        (describe_probe(&stalling), t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let other = describe_probe(&h.url("tone"));
+    let other_took = t.elapsed();
+    // Past a second without audio, before the stall is declared: 503 at once.
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(silent_since.elapsed()));
+    let t = Instant::now();
+    let stale = describe_probe(&h.url("mic"));
+    let stale_took = t.elapsed();
+    let (answer, waited) = waiting.join().unwrap();
+    h.wait_log_after(mark, Duration::from_secs(30), |v| {
+        is_event(v, "capture stalled", "mic")
+    });
+    let t = Instant::now();
+    let later = describe_probe(&h.url("mic"));
+    let later_took = t.elapsed();
+    eprintln!(
+        "FIGURE describe: other stream {other:?} in {other_took:?}; a second without audio {stale:?} \
+         in {stale_took:?}; the stalling mic {answer:?} \
+         after {waited:?} ({:?} after its last audio), later {later:?} in {later_took:?}",
+        silent_since.elapsed()
+    );
+    assert_eq!(other, Ok(200));
+    assert!(other_took < Duration::from_secs(1), "{other_took:?}");
+    // The probe gives up after 5 s; the stall is declared after 3.
+    assert_eq!(answer, Ok(503));
+    assert_eq!(stale, Ok(503));
+    assert!(stale_took < Duration::from_millis(500), "{stale_took:?}");
+    assert_eq!(later, Ok(503));
+    assert!(later_took < Duration::from_secs(1), "{later_took:?}");
+    // The media thread was not held up either: the mic comes back.
+    let mark = h.mark();
+    mic.resume_writing();
+    h.wait_log_after(mark, Duration::from_secs(30), |v| {
+        is_event(v, "audio is flowing", "mic")
+    });
+    ffmpeg_pull(&h.url("mic"), "tcp", 1.5).assert_tone(1.4, 700.0, -15.0);
+}

@@ -15,6 +15,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -32,6 +33,9 @@ struct Client {
     shift: Option<gst::ClockTime>,
     /// A recorder (`recorder.rs`): not an RTSP client, not counted as one.
     recorder: bool,
+    /// A buffer reached it. Until then its media is still being prepared, and
+    /// its client's DESCRIBE waits for that buffer.
+    fed: bool,
 }
 
 #[derive(Default)]
@@ -40,6 +44,8 @@ struct Inner {
     clients: Vec<Client>,
     /// Whether the capture pipeline currently delivers audio.
     live: bool,
+    /// When the last buffer came.
+    last: Option<Instant>,
 }
 
 /// Shared between the appsink's streaming thread and the RTSP server's callbacks.
@@ -52,6 +58,12 @@ pub struct Fanout {
 
 /// How much a client may fall behind before its oldest buffers are dropped.
 const CLIENT_QUEUE: gst::ClockTime = gst::ClockTime::from_mseconds(500);
+
+/// A stream whose last buffer is older than this takes no new client: a
+/// DESCRIBE would wait for the next buffer, and a stalled source has none to
+/// give (it is declared stalled only seconds later). Every codec's frames are
+/// 20-26 ms long, so a flowing stream is never this late.
+const FRESH: Duration = Duration::from_secs(1);
 
 impl Fanout {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -91,6 +103,7 @@ impl Fanout {
             appsrc: appsrc.downgrade(),
             shift: None,
             recorder,
+            fed: false,
         });
         clients(&inner)
     }
@@ -102,16 +115,39 @@ impl Fanout {
         clients(&inner)
     }
 
-    /// True when a new client can be served at once (audio is flowing and its
-    /// format is known).
+    /// True when a new client can be served at once (audio is flowing, came
+    /// within [`FRESH`], and its format is known).
     pub fn is_live(&self) -> bool {
         let inner = self.lock();
-        inner.live && inner.caps.is_some()
+        inner.live && inner.caps.is_some() && inner.last.is_some_and(|t| t.elapsed() < FRESH)
     }
 
-    /// The capture pipeline stopped: refuse new clients until audio returns.
+    /// The capture pipeline stopped: refuse new clients until audio returns,
+    /// and fail the media of clients still waiting for their first buffer
+    /// (their DESCRIBE is answered 503 instead of waiting for audio that may
+    /// never come). Clients already playing stay attached: they resume when the
+    /// pipeline is back.
     pub fn set_down(&self) {
-        self.lock().live = false;
+        let waiting: Vec<AppSrc> = {
+            let mut inner = self.lock();
+            inner.live = false;
+            inner
+                .clients
+                .iter()
+                .filter(|c| !c.fed && !c.recorder)
+                .filter_map(|c| c.appsrc.upgrade())
+                .collect()
+        };
+        for src in waiting {
+            let error = gst::message::Error::builder(
+                gst::StreamError::Failed,
+                "the stream's capture stopped before this client got audio",
+            )
+            .src(&src)
+            .build();
+            // A media already gone has nothing left to fail.
+            let _ = src.post_message(error);
+        }
     }
 
     /// Ends every client's stream (EOS, which makes RTP senders say BYE).
@@ -141,6 +177,7 @@ impl Fanout {
         let (targets, new_caps) = {
             let mut inner = self.lock();
             inner.live = true;
+            inner.last = Some(Instant::now());
             let new_caps = match (sample.caps(), &inner.caps) {
                 (Some(c), Some(old)) if c == old.as_ref() => None,
                 (Some(c), _) => {
@@ -155,6 +192,7 @@ impl Fanout {
                     return false;
                 };
                 let running = absolute.and_then(|abs| client_time(&src, abs, &mut c.shift));
+                c.fed |= running.is_some();
                 targets.push((src, running, !c.recorder));
                 true
             });

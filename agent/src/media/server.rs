@@ -1,7 +1,8 @@
 //! The in-process RTSP server (gst-rtsp-server): binding, authentication, one mount
 //! per stream, and ending the clients of a stream that goes away.
 //!
-//! Owns: the `RTSPServer` object and its mounts. Runs only on the media thread.
+//! Owns: the `RTSPServer` object and its mounts. Runs on the media thread; each
+//! client's requests are handled on a client thread of gst-rtsp-server's pool.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +27,9 @@ use crate::config::{Codec, RtspConfig};
 pub type Registry = Arc<Mutex<HashMap<String, Arc<Fanout>>>>;
 
 const ROLE: &str = "hark-client";
+
+/// Threads for RTSP clients; beyond this many clients, clients share them.
+const CLIENT_THREADS: i32 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -142,6 +146,13 @@ impl Server {
         server.set_service(&cfg.port.to_string());
         // Small, bounded accept backlog: an appliance, not a CDN.
         server.set_backlog(64);
+        // Clients on threads of their own, not on the media thread: a DESCRIBE
+        // waits (blocking its thread) until the client's media has its first
+        // buffer, and a source that stalls just then would hold up every other
+        // client and the media thread's commands with it.
+        if let Some(pool) = server.thread_pool() {
+            pool.set_max_threads(CLIENT_THREADS);
+        }
 
         let auth = cfg.auth.as_ref().map(|a| {
             let auth = rtsp::RTSPAuth::new();
