@@ -17,6 +17,8 @@ packages=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-alsa gstreamer1.0-libav
   # tests and benchmark: real RTSP clients, gst-launch, procps (ps), util-linux
   gstreamer1.0-tools ffmpeg procps python3
+  # alert tests: the test CA and certificate for the https receiver
+  openssl
   # D-Bus tests: a private dbus-daemon, busctl (systemd), dbus-monitor/dbus-send, setpriv
   dbus-daemon dbus-bin systemd util-linux
   # benchmark: the record-mode RTSP server standing in for the peers' MediaMTX

@@ -28,6 +28,9 @@ const DEVICE_QUEUE: usize = 64;
 /// bus the name is taken before READY (as units ordered after harkd expect),
 /// while a missing or hung bus never holds the streams' readiness back.
 const FIRST_BUS_WAIT: Duration = Duration::from_secs(2);
+/// Alerts are looked for on every snapshot, and at least this often (for
+/// reminders while nothing changes).
+const ALERT_TICK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -109,6 +112,12 @@ struct Parts {
     snapshot: watch_channel::Receiver<crate::state::Snapshot>,
     media: media::MediaHandle,
     url_base: String,
+    /// True once READY is sent (the streams configured at start are mounted).
+    ready: watch_channel::Sender<bool>,
+    /// The webhooks: their senders run from the start; their tracker is
+    /// handed to its task once the agent is ready.
+    alerts: Option<crate::alerts::send::Alerts>,
+    alert_stats: Vec<Arc<crate::alerts::send::Stats>>,
 }
 
 /// A watcher thread, for the run and for shutdown.
@@ -155,6 +164,8 @@ pub async fn run(
         devices.roots.sysfs.clone(),
         writer,
     );
+    // 4b. The webhooks' senders (their own threads; nothing is sent yet).
+    let alerts = crate::alerts::send::Alerts::start(&config.alerts);
     let mut p = Parts {
         config: config.clone(),
         tasks: JoinSet::new(),
@@ -162,6 +173,9 @@ pub async fn run(
         snapshot,
         media: media.clone(),
         url_base,
+        ready: watch_channel::channel(false).0,
+        alert_stats: alerts.stats(),
+        alerts: Some(alerts),
     };
 
     // 5. The HTTP endpoint (loopback unless configured otherwise), bound now so
@@ -177,13 +191,15 @@ pub async fn run(
     start_deadman(&mut p, &devices);
     // 10. systemd: READY, STATUS=, the watchdog.
     start_systemd(&mut p, probe_tx, bus_status, started).await;
+    // 11. Alerts: from READY on, every snapshot is read for what changed.
+    start_alerts(&mut p);
     // The queue's last sender here goes; the tasks hold their own.
     let Parts {
         mut tasks, events, ..
     } = p;
     drop(events);
 
-    // 11. Run until a shutdown request or a fatal error.
+    // 12. Run until a shutdown request or a fatal error.
     let watcher_gone = async {
         match watcher_ended {
             Some(ended) => {
@@ -205,7 +221,7 @@ pub async fn run(
         }),
     };
 
-    // 12. Bounded shutdown.
+    // 13. Bounded shutdown.
     shut_down(&media, media_thread, tasks, watcher_thread).await;
     result
 }
@@ -267,6 +283,7 @@ async fn start_http(p: &mut Parts, started: Instant) -> Result<(), DaemonError> 
         snapshot: p.snapshot.clone(),
         started,
         rtsp_port: p.media.port,
+        alerts: p.alert_stats.clone(),
     };
     p.tasks.spawn(async move {
         DaemonError::HttpEnded(match crate::http::serve(listener, ctx).await {
@@ -424,6 +441,35 @@ fn start_deadman(p: &mut Parts, devices: &watch::Source) {
     }));
 }
 
+/// From READY on, each snapshot (and a tick, for reminders) goes through the
+/// webhooks' trackers; what they call for is queued, never waited for.
+fn start_alerts(p: &mut Parts) {
+    let Some(mut alerts) = p.alerts.take() else {
+        return;
+    };
+    if p.config.alerts.is_empty() {
+        return;
+    }
+    let mut snapshot = p.snapshot.clone();
+    let mut ready = p.ready.subscribe();
+    p.tasks.spawn(forever("alerts", async move {
+        if ready.wait_for(|r| *r).await.is_err() {
+            return;
+        }
+        let mut tick = tokio::time::interval(ALERT_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let snap = snapshot.borrow_and_update().clone();
+            alerts.feed(&snap, Instant::now(), std::time::SystemTime::now());
+            tokio::select! {
+                changed = snapshot.changed() => if changed.is_err() { break },
+                _ = tick.tick() => {}
+            }
+        }
+        std::future::pending::<()>().await;
+    }));
+}
+
 /// READY once the supervisor has handled everything queued so far (the
 /// coldplug pass included) and the first D-Bus attempt is over (or
 /// FIRST_BUS_WAIT passed), then STATUS= on every change, and the watchdog fed
@@ -439,6 +485,7 @@ async fn start_systemd(
     let streams = p.config.streams.len();
     let status_snap = p.snapshot.clone();
     let media = p.media.clone();
+    let ready = p.ready.clone();
     p.tasks.spawn(forever("systemd status", async move {
         if let Some(mut rx) = bus_status {
             let first_try_over = rx
@@ -454,6 +501,7 @@ async fn start_systemd(
                 "harkd ready"
             );
             crate::notify::ready(&status_snap.borrow().status_line());
+            ready.send_replace(true);
             if std::env::var_os("NOTIFY_SOCKET").is_some() {
                 crate::notify::status_loop(status_snap).await;
             }

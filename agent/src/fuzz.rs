@@ -249,6 +249,7 @@ pub fn http(data: &[u8]) {
         snapshot,
         started: Instant::now(),
         rtsp_port: 8554,
+        alerts: vec![],
     });
     let out = rt.block_on(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

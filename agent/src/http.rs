@@ -29,6 +29,8 @@ pub struct Context {
     pub snapshot: watch::Receiver<Snapshot>,
     pub started: Instant,
     pub rtsp_port: u16,
+    /// One per `[[alert]]` webhook.
+    pub alerts: Vec<Arc<crate::alerts::send::Stats>>,
 }
 
 /// Serves until the listener fails (which ends the daemon).
@@ -160,6 +162,7 @@ fn status_json(snap: &Snapshot, ctx: &Context) -> String {
         "pending_restart": snap.pending_restart,
         "dbus": snap.bus,
         "recording": snap.recording,
+        "alerts": ctx.alerts.iter().map(|a| a.view()).collect::<Vec<_>>(),
     });
     let mut s = body.to_string();
     s.push('\n');
@@ -315,6 +318,7 @@ fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> 
     }
     group_metrics(&reg, snap)?;
     recording_metrics(&reg, snap)?;
+    alert_metrics(&reg, &ctx.alerts)?;
     let mut buf = Vec::new();
     TextEncoder::new().encode(&reg.gather(), &mut buf)?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
@@ -404,6 +408,54 @@ fn recording_metrics(reg: &Registry, snap: &Snapshot) -> Result<(), prometheus::
     )?
     .with_label_values(none)
     .inc_by(rec.disk.deleted);
+    Ok(())
+}
+
+/// Per `[[alert]]` webhook: sent, failed, dropped, retried, queued.
+fn alert_metrics(
+    reg: &Registry,
+    alerts: &[Arc<crate::alerts::send::Stats>],
+) -> Result<(), prometheus::Error> {
+    if alerts.is_empty() {
+        return Ok(());
+    }
+    let counter = |name: &str, help: &str| -> Result<IntCounterVec, prometheus::Error> {
+        let c = IntCounterVec::new(Opts::new(name, help), &["alert"])?;
+        reg.register(Box::new(c.clone()))?;
+        Ok(c)
+    };
+    let sent = counter(
+        "hark_alerts_sent_total",
+        "Alerts the webhook accepted (2xx).",
+    )?;
+    let failed = counter(
+        "hark_alerts_failed_total",
+        "Alerts given up on: retries used up, refused by the webhook, or the webhook not usable.",
+    )?;
+    let dropped = counter(
+        "hark_alerts_dropped_total",
+        "Alerts dropped because the webhook's queue was full.",
+    )?;
+    let retries = counter(
+        "hark_alerts_retries_total",
+        "Requests sent again after a failure.",
+    )?;
+    let queued = IntGaugeVec::new(
+        Opts::new("hark_alerts_queued", "Alerts waiting to be sent."),
+        &["alert"],
+    )?;
+    reg.register(Box::new(queued.clone()))?;
+    for a in alerts {
+        let v = a.view();
+        let l = [v.name.as_str()];
+        sent.with_label_values(&l).inc_by(v.sent);
+        failed.with_label_values(&l).inc_by(v.failed);
+        dropped.with_label_values(&l).inc_by(v.dropped);
+        retries.with_label_values(&l).inc_by(v.retries);
+        queued
+            .with_label_values(&l)
+            .set(i64::try_from(v.queued).unwrap_or(i64::MAX));
+    }
     Ok(())
 }
 
@@ -508,6 +560,7 @@ mod tests {
             snapshot: rx,
             started: Instant::now(),
             rtsp_port: 8554,
+            alerts: vec![],
         };
         let text = metrics(&snap, &ctx).unwrap();
         assert!(text.contains(r#"serial="a\"b\\c\nd ü""#), "{text}");
@@ -534,6 +587,7 @@ mod tests {
             snapshot: rx,
             started: Instant::now(),
             rtsp_port: 8554,
+            alerts: vec![],
         };
         let mut snap = Snapshot::default();
         let text = metrics(&snap, &ctx).unwrap();

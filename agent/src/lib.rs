@@ -3,6 +3,7 @@
 //! The library holds everything; `main.rs` only parses the command line and sets up
 //! logging. `daemon.rs` is the start-up file that builds every subsystem in order.
 
+pub mod alerts;
 pub mod backoff;
 pub mod cli;
 pub mod config;

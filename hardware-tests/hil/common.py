@@ -41,3 +41,52 @@ def wait_until(what, timeout, fn, interval=0.1):
             last = e
         time.sleep(interval)
     raise HilError(f"timed out after {timeout} s waiting for {what} (last error: {last})")
+
+
+class AlertReceiver:
+    """A webhook receiver on the host's loopback, which the guest reaches as
+    http://10.0.2.2:PORT/ (QEMU's user network maps its gateway to the host):
+    collects the JSON bodies harkd posts."""
+
+    def __init__(self):
+        import http.server
+        import json
+        import threading
+        self.bodies = []
+        bodies = self.bodies
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                try:
+                    bodies.append(dict(json.loads(body), _received=time.monotonic()))
+                except ValueError:
+                    bodies.append({"event": "(not JSON)", "raw": body.decode("utf-8", "replace")})
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def config(self, events):
+        """An [[alert]] table for the guest's hark.toml."""
+        listed = ", ".join(f'"{e}"' for e in events)
+        return (f'\n[[alert]]\nname = "host"\nurl = "http://10.0.2.2:{self.port}/hil"\n'
+                f"events = [{listed}]\nretries = 3\ntimeout_s = 5\n")
+
+    def of(self, event):
+        return [b for b in self.bodies if b.get("event") == event]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -16,7 +16,7 @@ from .agent import (GUEST_CONFIG, device_streams, harkd_alive, harkd_memory, sta
                     wait_stream)
 from .audio import (PLAYER_RMS, USB_MIC_RMS, assert_tone, audiocheck, ffmpeg_pull, longest_gap_ms,
                     rtsp_play, tone_report)
-from .common import HERE, FixturesUpdated, HilError, wait_until
+from .common import HERE, AlertReceiver, FixturesUpdated, HilError, wait_until
 from .guest import Guest, is_aarch64
 from .mic import UsbMic
 
@@ -107,8 +107,17 @@ def scenario_usb_hotplug(g):
     """An emulated USB mic plugged in over USB/IP: the guest's snd-usb-audio and
     udev see a real USB Audio Class device; its stream plays the mic's tone on
     the host; unplugged mid-stream with a client connected, the stream ends and
-    the agent lives; plugged back, the same name returns with audio."""
-    start_harkd(g)
+    the agent lives, and a webhook on the host is told "device removed";
+    plugged back, the same name returns with audio."""
+    alerts = AlertReceiver()
+    try:
+        usb_hotplug(g, alerts)
+    finally:
+        alerts.close()
+
+
+def usb_hotplug(g, alerts):
+    start_harkd(g, GUEST_CONFIG + alerts.config(["device_added", "device_removed"]))
     mic = UsbMic(g, serial="HILSER01", name="Field Mic", tone=1000)
     name, st = wait_stream(g, "the mic's stream", 20)
     print(f"hil: USB mic -> stream /{name} (card {st['card']}) in "
@@ -142,6 +151,16 @@ def scenario_usb_hotplug(g):
         raise HilError(f"the RTSP client ended {ended:.2f} s after the unplug, not within 1 s")
     if not harkd_alive(g):
         raise HilError("harkd died on unplug")
+    removed = wait_until("the host's webhook told of the unplug", 15,
+                         lambda: alerts.of("device_removed"))
+    told = removed[0]["_received"] - t
+    device = removed[0].get("device") or {}
+    print(f"hil: unplug -> device_removed alert on the host in {told:.2f} s: "
+          f"{removed[0].get('message')}", flush=True)
+    if device.get("serial") != "HILSER01" or device.get("name") != name:
+        raise HilError(f"device_removed names another device: {removed[0]}")
+    if len(alerts.of("device_added")) != 1 or len(removed) != 1:
+        raise HilError(f"one alert per plug and unplug expected: {alerts.bodies}")
     # A vanished device is a removal, not a failure to retry: no capture is
     # restarted against the missing card (no backoff storm).
     time.sleep(3)

@@ -19,7 +19,8 @@ impl Config {
     ///   the `[rtsp.auth]` table as a whole: `rtsp.auth`;
     /// - `defaults`: the `[defaults]` table as a whole;
     /// - `device[NAME]`: a `[[device]]` rule added, removed or changed;
-    /// - `stream[NAME]`: a `[[stream]]` added, removed or changed.
+    /// - `stream[NAME]`: a `[[stream]]` added, removed or changed;
+    /// - `alert[NAME]`: an `[[alert]]` added, removed or changed.
     ///
     /// Effective means with defaults applied: writing out a default value changes
     /// nothing, and a `[defaults]` change also names every stream and rule whose
@@ -38,6 +39,7 @@ impl Config {
             devices,
             deadman,
             recording,
+            alerts,
         } = self;
         let mut d = Diff::default();
         d.rtsp(rtsp, &new.rtsp);
@@ -51,6 +53,11 @@ impl Config {
             "stream",
             streams.iter().map(|s| (s.name.as_str(), s)),
             new.streams.iter().map(|s| (s.name.as_str(), s)),
+        );
+        d.named(
+            "alert",
+            alerts.iter().map(|a| (a.name.as_str(), a)),
+            new.alerts.iter().map(|a| (a.name.as_str(), a)),
         );
         d.0
     }

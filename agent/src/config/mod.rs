@@ -12,6 +12,7 @@
 //! encoding settings shared by `[defaults]`, `[[stream]]` and `[[device]]`;
 //! `changes` compares two loaded configs for a reload.
 
+mod alerts;
 mod changes;
 mod devices;
 mod encoding;
@@ -367,6 +368,103 @@ pub struct RecordingConfig {
     pub trust_clock: TrustClock,
 }
 
+/// What an alert is about (`events` in `[[alert]]`; the `event` of its body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertEvent {
+    /// harkd started (once per start).
+    AgentStarted,
+    /// A running stream's audio is below the silence threshold (and back).
+    StreamSilent,
+    /// A stream's audio stopped coming (and came back).
+    StreamStalled,
+    /// A stream's pipeline failed (and runs again).
+    StreamFailed,
+    /// The agent restarted a stream's pipeline (once per episode).
+    StreamRestarted,
+    DeviceAdded,
+    DeviceRemoved,
+    /// A recorder paused: full disk or write error (and resumed).
+    RecordingPaused,
+    /// The deadman changed state (armed, locked, refusing, rebooting, error).
+    Deadman,
+}
+
+impl AlertEvent {
+    pub const ALL: [AlertEvent; 9] = [
+        AlertEvent::AgentStarted,
+        AlertEvent::StreamSilent,
+        AlertEvent::StreamStalled,
+        AlertEvent::StreamFailed,
+        AlertEvent::StreamRestarted,
+        AlertEvent::DeviceAdded,
+        AlertEvent::DeviceRemoved,
+        AlertEvent::RecordingPaused,
+        AlertEvent::Deadman,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertEvent::AgentStarted => "agent_started",
+            AlertEvent::StreamSilent => "stream_silent",
+            AlertEvent::StreamStalled => "stream_stalled",
+            AlertEvent::StreamFailed => "stream_failed",
+            AlertEvent::StreamRestarted => "stream_restarted",
+            AlertEvent::DeviceAdded => "device_added",
+            AlertEvent::DeviceRemoved => "device_removed",
+            AlertEvent::RecordingPaused => "recording_paused",
+            AlertEvent::Deadman => "deadman",
+        }
+    }
+}
+
+/// How an alert's body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertFormat {
+    /// The documented JSON object.
+    Json,
+    /// One line of plain text (ntfy and the like take it as the message).
+    Text,
+}
+
+/// One webhook (`[[alert]]`).
+#[derive(Clone, PartialEq)]
+pub struct AlertConfig {
+    pub name: String,
+    /// http:// or https://, checked.
+    pub url: String,
+    pub events: std::collections::BTreeSet<AlertEvent>,
+    pub format: AlertFormat,
+    /// Signs each body (HMAC-SHA256, the `X-Hark-Signature` header).
+    pub secret: Option<String>,
+    /// Trust these CA certificates (PEM) instead of the built-in roots.
+    pub ca_file: Option<PathBuf>,
+    /// Per request, connect to the last byte of the answer.
+    pub timeout: Duration,
+    /// Attempts after the first, with a capped backoff.
+    pub retries: u32,
+    /// Say it again after this long if the condition persists; 0 = never.
+    pub remind: Duration,
+}
+
+/// Never prints the secret, nor the URL's path and query (an ntfy topic or a
+/// token in a URL is a secret too).
+impl std::fmt::Debug for AlertConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertConfig")
+            .field("name", &self.name)
+            .field("events", &self.events)
+            .field("format", &self.format)
+            .field("secret", &self.secret.as_ref().map(|_| "(set)"))
+            .field("ca_file", &self.ca_file)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("remind", &self.remind)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The validated, immutable configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -379,6 +477,7 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub deadman: DeadmanConfig,
     pub recording: RecordingConfig,
+    pub alerts: Vec<AlertConfig>,
 }
 
 /// The deadman's reboot limits (`[deadman]`), as its ledger applies them.

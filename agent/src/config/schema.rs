@@ -34,6 +34,8 @@ pub(super) struct RawConfig {
     pub group: Vec<RawGroup>,
     #[serde(default)]
     pub recording: RawRecording,
+    #[serde(default)]
+    pub alert: Vec<RawAlert>,
 }
 
 // ---- [rtsp] -------------------------------------------------------------------
@@ -420,3 +422,38 @@ pub(super) struct RawGroup {
 }
 
 settings_of!(RawGroup);
+
+// ---- [[alert]] ----------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlert {
+    /// `None`: `alert-N`, N its position (from 1).
+    pub name: Option<String>,
+    pub url: String,
+    /// `None`: every event.
+    pub events: Option<Vec<super::AlertEvent>>,
+    #[serde(default = "default_alert_format")]
+    pub format: super::AlertFormat,
+    pub secret: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "default_alert_timeout_s")]
+    pub timeout_s: u64,
+    #[serde(default = "default_alert_retries")]
+    pub retries: u32,
+    #[serde(default = "default_alert_remind_s")]
+    pub remind_s: u64,
+}
+
+fn default_alert_format() -> super::AlertFormat {
+    super::AlertFormat::Json
+}
+fn default_alert_timeout_s() -> u64 {
+    10
+}
+fn default_alert_retries() -> u32 {
+    5
+}
+fn default_alert_remind_s() -> u64 {
+    6 * 3600
+}

@@ -32,6 +32,44 @@ fn minimal_stream_gets_documented_defaults() {
 }
 
 #[test]
+fn alerts_have_documented_defaults_and_keep_their_secrets_out_of_logs() {
+    let c = parse(
+        "[[alert]]\nurl = \"https://ntfy.sh/attic-topic\"\nsecret = \"hunter2\"\n\n\
+         [[alert]]\nname = \"lan\"\nurl = \"http://10.0.0.2/h\"\nformat = \"text\"\n\
+         events = [\"device_removed\", \"stream_silent\"]\nremind_s = 0\nretries = 0\ntimeout_s = 3\n",
+    )
+    .unwrap();
+    let a = &c.alerts[0];
+    assert_eq!(a.name, "alert-1");
+    assert_eq!(a.format, AlertFormat::Json);
+    assert_eq!(a.events.len(), AlertEvent::ALL.len());
+    assert_eq!(a.timeout, Duration::from_secs(10));
+    assert_eq!(a.retries, 5);
+    assert_eq!(a.remind, Duration::from_secs(6 * 3600));
+    let b = &c.alerts[1];
+    assert_eq!(b.name, "lan");
+    assert_eq!(b.format, AlertFormat::Text);
+    assert_eq!(
+        b.events.iter().copied().collect::<Vec<_>>(),
+        [AlertEvent::StreamSilent, AlertEvent::DeviceRemoved]
+    );
+    assert_eq!(
+        (b.remind, b.retries, b.timeout),
+        (Duration::ZERO, 0, Duration::from_secs(3))
+    );
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("attic-topic"),
+        "{shown}"
+    );
+    // A webhook changed is named by a reload, by name, and needs a restart.
+    let mut d = parse("[[alert]]\nurl = \"https://ntfy.sh/other\"\n").unwrap();
+    d.path = c.path.clone();
+    assert!(c.changed_keys(&d).contains(&"alert[alert-1]".to_string()));
+    assert!(c.changed_keys(&d).contains(&"alert[lan]".to_string()));
+}
+
+#[test]
 fn record_is_layered_and_recording_has_documented_defaults() {
     let c = parse(
         "[defaults]\nrecord = true\n[devices]\nstate_dir = \"/s\"\n\n[[stream]]\nname = \"a\"\nsource = \"tone\"\n\n[[stream]]\nname = \"b\"\nsource = \"tone\"\nrecord = false\n",
@@ -113,6 +151,54 @@ const ERRORS: &[(&str, &str, usize, &str)] = &[
         "recording.trust_clock",
         2,
         "unknown variant",
+    ),
+    (
+        "[[alert]]\nurl = \"ftp://example.org/x\"\n",
+        "alert[0].url",
+        2,
+        "only http:// and https://",
+    ),
+    (
+        "[[alert]]\nurl = \"https://a.example/x\"\nevents = [\"stream_silent\", \"sunrise\"]\n",
+        "alert[0].events[1]",
+        3,
+        "unknown variant",
+    ),
+    (
+        "[[alert]]\nurl = \"https://a.example/x\"\nremind_s = 10\n",
+        "alert[0].remind_s",
+        3,
+        "at least 60",
+    ),
+    (
+        "[[alert]]\nurl = \"https://a.example/x\"\nca_file = \"ca.pem\"\n",
+        "alert[0].ca_file",
+        3,
+        "not an absolute path",
+    ),
+    (
+        "[[alert]]\nurl = \"http://a.example/x\"\nca_file = \"/etc/hark/ca.pem\"\n",
+        "alert[0].ca_file",
+        3,
+        "only https://",
+    ),
+    (
+        "[[alert]]\nname = \"x\"\nurl = \"http://a/\"\n[[alert]]\nname = \"x\"\nurl = \"http://b/\"\n",
+        "alert[1].name",
+        5,
+        "duplicate alert name",
+    ),
+    (
+        "[[alert]]\nurl = \"http://a/\"\nevents = []\n",
+        "alert[0].events",
+        3,
+        "sends nothing",
+    ),
+    (
+        "[[alert]]\nurl = \"http://a/\"\ntimeout_s = 0\n",
+        "alert[0].timeout_s",
+        3,
+        "between 1 and 120",
     ),
     (
         "[[stream]]\nname = \"a\"\nsource = \"tone\"\nrecord = \"yes\"\n",

@@ -11,7 +11,7 @@ use super::locate::{Seg, Validator, at};
 use super::schema::{RawConfig, RawDeadman, RawHealth, RawHttp, RawRecording, RawRestart, RawRtsp};
 use super::{
     Config, ConfigError, DeadmanConfig, HealthConfig, HttpConfig, RecordingConfig, RestartConfig,
-    RtspAuth, RtspConfig, devices, encoding, groups, streams,
+    RtspAuth, RtspConfig, alerts, devices, encoding, groups, streams,
 };
 
 pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -36,6 +36,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         names,
     )?;
     let recording = recording(&v, &raw.recording, &devices.state_dir)?;
+    let alerts = alerts::validate(&v, &raw.alert)?;
     Ok(Config {
         path: path.to_path_buf(),
         rtsp,
@@ -46,6 +47,7 @@ pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config
         devices,
         deadman,
         recording,
+        alerts,
     })
 }
 

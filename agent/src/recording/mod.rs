@@ -37,6 +37,21 @@ pub fn extension(codec: Codec) -> &'static str {
 
 const EXTENSIONS: [&str; 4] = ["opus", "flac", "aac", "mp3"];
 
+/// `2026-12-05T14:10:00Z`: the same moment as [`stamp`], as RFC 3339 writes it
+/// (alert bodies, the status endpoint).
+pub fn rfc3339(t: SystemTime) -> String {
+    let s = stamp(t);
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &s[0..4],
+        &s[4..6],
+        &s[6..8],
+        &s[9..11],
+        &s[11..13],
+        &s[13..15]
+    )
+}
+
 /// `20261205T141000Z` for a time (UTC, whole seconds).
 pub fn stamp(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
@@ -293,6 +308,7 @@ mod tests {
         // A leap day.
         assert_eq!(stamp(at(951_782_400)), "20000229T000000Z");
         assert_eq!(stamp(at(4_102_444_799)), "20991231T235959Z");
+        assert_eq!(rfc3339(at(1_796_479_800)), "2026-12-05T14:10:00Z");
     }
 
     #[test]

@@ -162,10 +162,12 @@ impl Device {
 /// Keys whose change takes effect only when harkd starts again: the RTSP and
 /// HTTP listeners, the deadman (its monitor and unit are set up at start), the
 /// level interval (every pipeline measures with it), where devices are
-/// watched and remembered, and `[recording]` (its janitor starts with the
-/// media thread; `record` itself follows a reload, per stream).
+/// watched and remembered, `[recording]` (its janitor starts with the
+/// media thread; `record` itself follows a reload, per stream), and the
+/// `[[alert]]` webhooks (their senders start with the agent).
 fn needs_restart(key: &str) -> bool {
-    key.starts_with("rtsp.")
+    key.starts_with("alert[")
+        || key.starts_with("rtsp.")
         || key.starts_with("http.")
         || key.starts_with("deadman.")
         || key.starts_with("recording.")

@@ -505,19 +505,23 @@ fn reload_applies_each_kind_of_change_or_names_it() {
 
     // Keys that need a restart are named, kept in the snapshot, and the rest applies.
     let text = format!(
-        "[rtsp]\nport = 9554\n\n[health]\nlevel_interval_ms = 500\nstall_timeout_ms = 4000\n\n[devices]\nstate_dir = \"/nonexistent\"\nalsa_device = \"hw:CARD={{card_id}},DEV={{pcm}}\"\n{}",
+        "[rtsp]\nport = 9554\n\n[health]\nlevel_interval_ms = 500\nstall_timeout_ms = 4000\n\n[devices]\nstate_dir = \"/nonexistent\"\nalsa_device = \"hw:CARD={{card_id}},DEV={{pcm}}\"\n{}\n[[alert]]\nurl = \"http://127.0.0.1:9/\"\n",
         tone("a", 440)
     );
     let (rep, _) = reload(&mut r, &text);
     assert_eq!(
         rep.needs_restart,
-        vec!["rtsp.port".to_string(), "health.level_interval_ms".into()]
+        vec![
+            "rtsp.port".to_string(),
+            "health.level_interval_ms".into(),
+            "alert[alert-1]".into()
+        ]
     );
     assert_eq!(rep.removed, vec!["b".to_string()]);
     let snap = r.m.snapshot();
     assert!(
         snap.status_line()
-            .contains("restart to apply rtsp.port, health.level_interval_ms"),
+            .contains("restart to apply rtsp.port, health.level_interval_ms, alert[alert-1]"),
         "{}",
         snap.status_line()
     );

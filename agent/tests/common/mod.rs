@@ -732,6 +732,10 @@ impl Drop for FfmpegClient {
 pub struct FifoMic {
     pub dir: tempfile::TempDir,
     pub pause: Arc<AtomicBool>,
+    /// Writes faint noise (about -80 dBFS peak) instead of the tone: audio
+    /// flows, below any silence threshold, its level a little different in
+    /// every reading (as a quiet room's is).
+    pub mute: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     /// The writer is not writing and will not before it looks at `pause` again.
     idle: Arc<AtomicBool>,
@@ -775,6 +779,7 @@ impl FifoMic {
         )
         .unwrap();
         let pause = Arc::new(AtomicBool::new(false));
+        let mute = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let idle = Arc::new(AtomicBool::new(true));
         let last_write = Arc::default();
@@ -785,6 +790,7 @@ impl FifoMic {
             pace,
             Writer {
                 pause: pause.clone(),
+                mute: mute.clone(),
                 stop: stop.clone(),
                 idle: idle.clone(),
                 last_write: Arc::clone(&last_write),
@@ -795,6 +801,7 @@ impl FifoMic {
             device: name.into(),
             dir,
             pause,
+            mute,
             stop,
             idle,
             last_write,
@@ -875,6 +882,7 @@ impl Drop for FifoMic {
 /// What the writer thread shares with its `FifoMic`.
 struct Writer {
     pause: Arc<AtomicBool>,
+    mute: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     idle: Arc<AtomicBool>,
     last_write: Arc<Mutex<Option<Instant>>>,
@@ -883,6 +891,7 @@ struct Writer {
 fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) {
     let Writer {
         pause,
+        mute,
         stop,
         idle,
         last_write,
@@ -890,6 +899,7 @@ fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) 
     std::thread::spawn(move || {
         const CHUNK: usize = 960; // 20 ms = harkd's ALSA period
         let mut phase = 0u64;
+        let mut noise = 0x2545_f491_4f6c_dd1du64;
         while !stop.load(Ordering::SeqCst) {
             // Blocks until a reader (the capture pipeline) opens the FIFO.
             idle.store(true, Ordering::SeqCst);
@@ -919,10 +929,18 @@ fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) 
                     continue;
                 }
                 let mut buf = Vec::with_capacity(CHUNK * 2);
+                let muted = mute.load(Ordering::SeqCst);
                 for _ in 0..CHUNK {
                     let t = phase as f64 / RATE;
-                    let v = (amplitude * 32767.0 * (2.0 * std::f64::consts::PI * freq * t).sin())
-                        as i16;
+                    let v = if muted {
+                        // A small LCG: -3..=3, different every chunk.
+                        noise = noise
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1);
+                        ((noise >> 33) % 7) as i16 - 3
+                    } else {
+                        (amplitude * 32767.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16
+                    };
                     buf.extend_from_slice(&v.to_le_bytes());
                     phase += 1;
                 }
