@@ -25,7 +25,7 @@ DEPENDS += "alsa-lib \
 # The released tree. A local checkout is built with EXTERNALSRC instead (see
 # the layer's documentation). harkd-crates.inc must match Cargo.lock at SRCREV.
 SRC_URI = "git://github.com/hark-audio/hark.git;protocol=https;branch=main"
-SRCREV = "8841f42d69a29e4876d315bb8220183779ccb56f"
+SRCREV = "7dae9c850b3af87f208adc1a717dbaac99f7565d"
 
 inherit cargo cargo-update-recipe-crates features_check pkgconfig systemd useradd
 
