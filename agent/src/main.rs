@@ -304,6 +304,9 @@ fn main() -> ExitCode {
                         s.encoding.channels
                     );
                 }
+                for a in &c.alerts {
+                    println!("{}", hark_agent::alerts::send::describe(a));
+                }
                 ExitCode::from(exit::OK)
             }
             Err(e) => {

@@ -468,11 +468,16 @@ fn https_receivers_are_checked_against_the_ca_file_or_the_built_in_roots() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = test_ca(dir.path());
     let rx = Receiver::start_tls("ok", Some((&cert, &key)));
+    // The secret from a file (as a NixOS or Yocto deployment keeps it out of
+    // a world-readable config), its trailing newline not part of it.
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "from-a-file\n").unwrap();
     let alerts = format!(
-        "[[alert]]\nname = \"trusted\"\nurl = \"{}\"\nca_file = \"{}\"\n\n\
+        "[[alert]]\nname = \"trusted\"\nurl = \"{}\"\nca_file = \"{}\"\nsecret_file = \"{}\"\n\n\
          [[alert]]\nname = \"untrusted\"\nurl = \"{}\"\nretries = 0\n",
         rx.url("https", "/trusted"),
         ca.display(),
+        secret_file.display(),
         rx.url("https", "/untrusted"),
     );
     let cfg = format!(
@@ -506,6 +511,12 @@ fn https_receivers_are_checked_against_the_ca_file_or_the_built_in_roots() {
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 1, "{reqs:#?}");
     assert_eq!(reqs[0]["path"], "/trusted");
+    let sig = reqs[0]["headers"]["x-hark-signature"].as_str().unwrap();
+    assert!(signature_ok(
+        "from-a-file",
+        reqs[0]["body"].as_str().unwrap(),
+        sig
+    ));
 }
 
 #[test]

@@ -232,3 +232,33 @@ fn port_in_use_is_a_clear_failure() {
         "{err}"
     );
 }
+
+/// `check-config` lists each webhook by its host only (a URL's path or query
+/// may be a token), and warns, without failing, about a file it cannot read.
+#[test]
+fn check_config_lists_webhooks_without_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hark.toml");
+    std::fs::write(
+        &path,
+        "[[stream]]\nname = \"a\"\nsource = \"tone\"\n\n\
+         [[alert]]\nname = \"phone\"\nurl = \"https://ntfy.sh/secret-topic-123\"\nformat = \"text\"\n\
+         events = [\"stream_silent\"]\n\n\
+         [[alert]]\nurl = \"https://hooks.example.org/h?token=t0k3n\"\nsecret = \"hunter2\"\n\
+         ca_file = \"/nonexistent/ca.pem\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = check(&path);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("alert phone: https to ntfy.sh, text, stream_silent\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("alert alert-2: https to hooks.example.org, json, signed, every event (warning: cannot read ca_file /nonexistent/ca.pem"),
+        "{out}"
+    );
+    for secret in ["secret-topic-123", "t0k3n", "hunter2"] {
+        assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+    }
+}

@@ -234,6 +234,66 @@ fn watchdog_stops_when_the_supervisor_loop_is_wedged() {
     watchdog_stops_when_wedged("USR2", "supervisor");
 }
 
+/// Webhooks that hang or refuse never cost the watchdog a ping: alerts are
+/// sent on threads of their own, so the agent's loop keeps answering while a
+/// request waits out its timeout (3 s here: an agent that waited on it would
+/// miss three pings in a row).
+#[test]
+fn webhooks_that_hang_or_refuse_never_starve_the_watchdog() {
+    // Accepts connections (the kernel does, into its backlog) and never answers.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_port = hang.local_addr().unwrap().port();
+    let refused = common::free_port();
+    let ns = NotifySocket::new();
+    let cfg = format!(
+        "{TONE}\n[[alert]]\nname = \"hang\"\nurl = \"http://127.0.0.1:{hang_port}/\"\ntimeout_s = 3\nretries = 2\n\n\
+         [[alert]]\nname = \"refused\"\nurl = \"http://127.0.0.1:{refused}/\"\nretries = 2\n"
+    );
+    let h = Harkd::start_with_args(
+        &cfg,
+        &[("NOTIFY_SOCKET", &ns.env()), ("WATCHDOG_USEC", "1000000")],
+        &[],
+    );
+    ns.wait_for(Duration::from_secs(10), "READY=1");
+    std::thread::sleep(Duration::from_secs(8));
+    // From READY on (the webhooks get their first alert then), READY itself
+    // counted as the first sign of life.
+    let got = ns.got.0.lock().unwrap().clone();
+    let ready = got
+        .iter()
+        .position(|(_, m)| m.lines().any(|l| l == "READY=1"))
+        .unwrap();
+    let pings: Vec<Instant> = got[ready..]
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, m))| *i == 0 || m.lines().any(|l| l == "WATCHDOG=1"))
+        .map(|(_, (t, _))| *t)
+        .collect();
+    let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1] - w[0]).collect();
+    let longest = gaps.iter().max().copied().unwrap_or_default();
+    let status: serde_json::Value =
+        serde_json::from_str(&common::http_get(h.http_port, "/api/v1/status")).unwrap();
+    eprintln!(
+        "FIGURE watchdog with stuck webhooks: {} pings in 8 s after READY, longest gap {longest:?} (nominally 500 ms); alerts {}",
+        pings.len(),
+        status["alerts"]
+    );
+    // The webhooks were in trouble all along: one timed out, one refused.
+    let alerts = status["alerts"].as_array().unwrap();
+    assert!(
+        alerts[0]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("timeout"),
+        "{status}"
+    );
+    assert!(alerts[1]["failed"].as_u64().unwrap() >= 1, "{status}");
+    assert!(pings.len() >= 9, "{} pings in 8 s", pings.len() - 1);
+    // Under the 3 s a blocked agent would leave, with room for a loaded machine.
+    assert!(longest < Duration::from_secs(2), "{gaps:?}");
+    drop(hang);
+}
+
 #[test]
 fn reload_and_stop_are_announced() {
     let ns = NotifySocket::new();

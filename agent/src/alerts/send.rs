@@ -149,8 +149,8 @@ impl Alerts {
                     host: url_host(&c.url),
                     ..Stats::default()
                 });
-                let tx = match agent(c) {
-                    Ok(agent) => spawn(c.clone(), agent, stats.clone(), stop.clone()),
+                let tx = match agent(c).and_then(|a| Ok((a, with_secret(c)?))) {
+                    Ok((agent, c)) => spawn(c, agent, stats.clone(), stop.clone()),
                     Err(e) => {
                         tracing::error!(alert = %c.name, error = %e, "webhook not usable");
                         stats.error(e);
@@ -222,6 +222,62 @@ fn queue(t: &mut Target, alert: &Alert, host: &str) {
             }
         }
     }
+}
+
+/// One line for `harkd check-config`: where it posts (the host only), what,
+/// how; and whether its files can be read now (as this user: the service may
+/// run as another, so this is a warning, not an error).
+pub fn describe(c: &AlertConfig) -> String {
+    let events = if c.events.len() == crate::config::AlertEvent::ALL.len() {
+        "every event".to_string()
+    } else {
+        c.events
+            .iter()
+            .map(|e| e.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let scheme = if c.url.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    let signed = if c.secret.is_some() || c.secret_file.is_some() {
+        ", signed"
+    } else {
+        ""
+    };
+    let format = match c.format {
+        AlertFormat::Json => "json",
+        AlertFormat::Text => "text",
+    };
+    let mut line = format!(
+        "alert {}: {scheme} to {}, {format}{signed}, {events}",
+        c.name,
+        url_host(&c.url)
+    );
+    if let Err(e) = agent(c).and_then(|_| with_secret(c)) {
+        line.push_str(&format!(
+            " (warning: {e}; harkd would run without this webhook)"
+        ));
+    }
+    line
+}
+
+/// The webhook's config with its secret read from `secret_file`, if set.
+fn with_secret(c: &AlertConfig) -> Result<AlertConfig, String> {
+    let mut c = c.clone();
+    if let Some(path) = &c.secret_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read secret_file {}: {e}", path.display()))?;
+        let secret = text.strip_suffix('\n').unwrap_or(&text);
+        let secret = secret.strip_suffix('\r').unwrap_or(secret);
+        if secret.is_empty() {
+            return Err(format!("secret_file {} is empty", path.display()));
+        }
+        c.secret = Some(secret.to_string());
+    }
+    Ok(c)
 }
 
 /// The HTTP agent for one webhook: its timeout, its trust roots, no redirects

@@ -49,6 +49,18 @@ pub(super) fn validate(
                 "empty; remove the key to send unsigned",
             )?;
         }
+        if let Some(file) = &a.secret_file {
+            v.ensure(
+                file.is_absolute(),
+                &key("secret_file"),
+                format!("{} is not an absolute path", file.display()),
+            )?;
+            v.ensure(
+                a.secret.is_none(),
+                &key("secret_file"),
+                "set secret or secret_file, not both",
+            )?;
+        }
         if let Some(ca) = &a.ca_file {
             v.ensure(
                 ca.is_absolute(),
@@ -81,6 +93,7 @@ pub(super) fn validate(
             ),
             format: a.format,
             secret: a.secret.clone(),
+            secret_file: a.secret_file.clone(),
             ca_file: a.ca_file.clone(),
             timeout: Duration::from_secs(a.timeout_s),
             retries: a.retries,

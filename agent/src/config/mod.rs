@@ -438,6 +438,9 @@ pub struct AlertConfig {
     pub format: AlertFormat,
     /// Signs each body (HMAC-SHA256, the `X-Hark-Signature` header).
     pub secret: Option<String>,
+    /// Or the secret is this file's content (read at start; one trailing
+    /// newline ignored), kept out of a world-readable config or Nix store.
+    pub secret_file: Option<PathBuf>,
     /// Trust these CA certificates (PEM) instead of the built-in roots.
     pub ca_file: Option<PathBuf>,
     /// Per request, connect to the last byte of the answer.
@@ -457,6 +460,7 @@ impl std::fmt::Debug for AlertConfig {
             .field("events", &self.events)
             .field("format", &self.format)
             .field("secret", &self.secret.as_ref().map(|_| "(set)"))
+            .field("secret_file", &self.secret_file)
             .field("ca_file", &self.ca_file)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)

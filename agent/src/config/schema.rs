@@ -436,6 +436,7 @@ pub(super) struct RawAlert {
     #[serde(default = "default_alert_format")]
     pub format: super::AlertFormat,
     pub secret: Option<String>,
+    pub secret_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
     #[serde(default = "default_alert_timeout_s")]
     pub timeout_s: u64,

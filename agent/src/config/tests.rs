@@ -189,6 +189,12 @@ const ERRORS: &[(&str, &str, usize, &str)] = &[
         "duplicate alert name",
     ),
     (
+        "[[alert]]\nurl = \"http://a/\"\nsecret = \"x\"\nsecret_file = \"/etc/hark/s\"\n",
+        "alert[0].secret_file",
+        4,
+        "not both",
+    ),
+    (
         "[[alert]]\nurl = \"http://a/\"\nevents = []\n",
         "alert[0].events",
         3,
