@@ -360,10 +360,16 @@ fn a_full_disk_pauses_recording_the_stream_plays_on_and_recording_resumes() {
         .success();
     assert!(ok, "mount a tmpfs at {}", rec.path().display());
     let _tmpfs = Tmpfs(rec.path().to_path_buf());
+    // The operator is told too: a webhook for recording paused (and resumed).
+    let hook = common::webhook::Receiver::start("ok");
+    let alert = format!(
+        "\n[[alert]]\nurl = \"{}\"\nevents = [\"recording_paused\"]\n",
+        hook.url("http", "/rec")
+    );
     let h = Harkd::start(&config(
         rec.path(),
         "min_free_bytes = 2097152\ntrust_clock = \"always\"\n",
-        &tone_stream("pcm", "l16"),
+        &(tone_stream("pcm", "l16") + &alert),
     ));
     h.wait_log(Duration::from_secs(10), |v| {
         is_event(v, "recording segment", "pcm")
@@ -420,6 +426,23 @@ fn a_full_disk_pauses_recording_the_stream_plays_on_and_recording_resumes() {
     assert!(
         after.iter().any(|f| !before.contains(f)),
         "no new segment: {before:?} {after:?}"
+    );
+    // One alert when recording paused, with its reason, one when it resumed.
+    hook.wait_for("recording_paused begun and ended", |r| r.len() >= 2);
+    let told = hook.bodies("/rec");
+    assert_eq!(told.len(), 2, "{told:#?}");
+    assert_eq!(
+        (&told[0]["event"], &told[0]["active"], &told[1]["active"]),
+        (&"recording_paused".into(), &true.into(), &false.into()),
+        "{told:#?}"
+    );
+    assert_eq!(told[0]["stream"], "pcm");
+    assert!(
+        told[0]["values"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("disk full"),
+        "{told:#?}"
     );
 }
 

@@ -95,18 +95,7 @@ impl Tracker {
         };
         if !self.started {
             self.started = true;
-            let streams: Vec<&str> = snap.streams.iter().map(|s| s.name.as_str()).collect();
-            emit.one(
-                AlertEvent::AgentStarted,
-                None,
-                None,
-                json!({ "version": env!("CARGO_PKG_VERSION"), "streams": streams }),
-                format!(
-                    "harkd {} started with {} streams",
-                    env!("CARGO_PKG_VERSION"),
-                    streams.len()
-                ),
-            );
+            self.started_with(snap, &mut emit);
         }
         self.devices(snap, &mut emit);
         self.stream_conditions(snap, now, &mut emit);
@@ -116,6 +105,39 @@ impl Tracker {
         self.reminders(snap, now, &mut emit);
         out.retain(|a| self.events.contains(&a.event));
         out
+    }
+
+    /// The first snapshot (at READY): one `agent_started` that lists the
+    /// streams, the microphones already there and the deadman's state, which
+    /// are not announced one by one (every start would repeat them).
+    fn started_with(&mut self, snap: &Snapshot, emit: &mut Emit<'_>) {
+        let streams: Vec<&str> = snap.streams.iter().map(|s| s.name.as_str()).collect();
+        let mics: Vec<&DeviceStatus> = snap
+            .devices
+            .iter()
+            .filter(|d| d.status != DeviceState::Ignored)
+            .collect();
+        for d in &mics {
+            self.devices.insert(d.card, (*d).clone());
+        }
+        self.deadman = Some(snap.deadman.state);
+        emit.one(
+            AlertEvent::AgentStarted,
+            None,
+            None,
+            json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "streams": streams,
+                "devices": mics.iter().map(|d| identity(d)).collect::<Vec<_>>(),
+                "deadman": snap.deadman.state.as_str(),
+            }),
+            format!(
+                "harkd {} started with {} streams and {} microphones",
+                env!("CARGO_PKG_VERSION"),
+                streams.len(),
+                mics.len()
+            ),
+        );
     }
 
     fn devices(&mut self, snap: &Snapshot, emit: &mut Emit<'_>) {

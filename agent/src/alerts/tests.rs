@@ -244,14 +244,19 @@ fn the_deadman_is_told_on_each_change_and_not_when_disabled() {
         },
         ..Snapshot::default()
     };
+    // The state at start is in agent_started, not an alert of its own.
     assert_eq!(
         c.run(&mut t, &d(DeadmanState::Armed), S),
-        ["agent_started ", "deadman_armed "]
+        ["agent_started "]
     );
     assert!(c.run(&mut t, &d(DeadmanState::Armed), S).is_empty());
     assert_eq!(
         c.run(&mut t, &d(DeadmanState::Refusing), S),
         ["deadman_refusing "]
+    );
+    assert_eq!(
+        c.run(&mut t, &d(DeadmanState::Armed), S),
+        ["deadman_armed "]
     );
     let mut off = Tracker::new(all(), Duration::ZERO);
     assert_eq!(c.run(&mut off, &Snapshot::default(), S), ["agent_started "]);
@@ -317,4 +322,82 @@ fn the_json_body_is_the_documented_one_and_text_is_one_line() {
         String::from_utf8(text).unwrap(),
         "hark attic: a is silent (peak -91.0 dBFS)"
     );
+}
+
+#[test]
+fn recording_paused_begins_and_ends_per_stream() {
+    use crate::state::{DiskStatus, OnDisk, RecorderStatus, RecordingStatus};
+    let rec = |state: RecorderState, reason: &str| Snapshot {
+        recording: Some(RecordingStatus {
+            disk: DiskStatus {
+                free_bytes: 1024,
+                space_ok: state != RecorderState::Paused,
+                ..DiskStatus::default()
+            },
+            streams: [(
+                "a".to_string(),
+                RecorderStatus {
+                    state,
+                    reason: reason.into(),
+                    file: None,
+                    bytes_written: 0,
+                    segments_started: 0,
+                    on_disk: OnDisk::default(),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }),
+        ..Snapshot::default()
+    };
+    let mut t = Tracker::new(all(), Duration::ZERO);
+    let mut c = Clock::new();
+    c.run(&mut t, &rec(RecorderState::Recording, ""), S);
+    let paused = rec(RecorderState::Paused, "disk full: 1 KiB free");
+    c.at += S;
+    let a = t.update(&paused, c.t0 + c.at, c.w0 + c.at);
+    assert_eq!(a.len(), 1);
+    assert_eq!(
+        (a[0].name.as_str(), a[0].active),
+        ("recording_paused", Some(true))
+    );
+    assert_eq!(a[0].values["reason"], "disk full: 1 KiB free");
+    assert_eq!(a[0].values["free_bytes"], 1024);
+    assert!(c.run(&mut t, &paused, S).is_empty());
+    // Waiting for audio is not a pause; recording again ends it.
+    assert_eq!(
+        c.run(&mut t, &rec(RecorderState::Recording, ""), S),
+        ["recording_paused- a"]
+    );
+    assert!(
+        c.run(&mut t, &rec(RecorderState::Waiting, ""), S)
+            .is_empty()
+    );
+    // Recording turned off while paused: ended without a word.
+    c.run(&mut t, &paused, S);
+    assert!(c.run(&mut t, &Snapshot::default(), S).is_empty());
+}
+
+#[test]
+fn microphones_present_at_start_are_in_agent_started_not_announced_one_by_one() {
+    let mut t = Tracker::new(all(), Duration::ZERO);
+    let now = Instant::now();
+    let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_479_800);
+    let two = snap(vec![], vec![mic(1, "a", "A"), mic(2, "b", "B")]);
+    let first = t.update(&two, now, wall);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].name, "agent_started");
+    assert_eq!(first[0].values["devices"][1]["serial"], "B");
+    assert_eq!(
+        first[0].message,
+        format!(
+            "harkd {} started with 0 streams and 2 microphones",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+    // Unplugged later: that is news.
+    let gone = t.update(&snap(vec![], vec![mic(1, "a", "A")]), now + S, wall + S);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].name, "device_removed");
+    assert_eq!(gone[0].stream.as_deref(), Some("b"));
 }

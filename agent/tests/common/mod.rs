@@ -7,6 +7,7 @@ pub mod bus;
 #[path = "../../src/devices/fixture.rs"]
 pub mod fixture;
 pub mod rtsp_client;
+pub mod webhook;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
