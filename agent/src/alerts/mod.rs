@@ -190,16 +190,13 @@ impl Tracker {
             ) || present.contains(subject.as_str())
         });
         for s in &snap.streams {
-            let device = device_of(snap, &s.name);
-            let levels = json!({ "peak_dbfs": s.peak_dbfs, "rms_dbfs": s.rms_dbfs });
             let silent = s.silent && s.state == StreamState::Running;
             self.condition(
                 emit,
-                now,
+                (snap, now),
                 (AlertEvent::StreamSilent, &s.name),
                 silent,
-                device.clone(),
-                levels,
+                || json!({ "peak_dbfs": s.peak_dbfs, "rms_dbfs": s.rms_dbfs }),
                 |on, lasted| match (on, lasted) {
                     (true, _) => format!(
                         "{} is silent (peak {})",
@@ -223,11 +220,10 @@ impl Tracker {
                     || (self.conditions.contains_key(&key) && s.state != StreamState::Running);
                 self.condition(
                     emit,
-                    now,
+                    (snap, now),
                     (event, &s.name),
                     on,
-                    device.clone(),
-                    json!({ "state": s.state.as_str(), "last_error": s.last_error, "restarts": s.restarts }),
+                    || json!({ "state": s.state.as_str(), "last_error": s.last_error, "restarts": s.restarts }),
                     |on, lasted| {
                         if on {
                             format!("{} {what}", s.name)
@@ -289,14 +285,12 @@ impl Tracker {
             return;
         };
         for (name, r) in &rec.streams {
-            let device = device_of(snap, name);
             self.condition(
                 emit,
-                now,
+                (snap, now),
                 (AlertEvent::RecordingPaused, name),
                 r.state == RecorderState::Paused,
-                device,
-                json!({ "reason": r.reason, "free_bytes": rec.disk.free_bytes, "directory": rec.disk.directory }),
+                || json!({ "reason": r.reason, "free_bytes": rec.disk.free_bytes, "directory": rec.disk.directory }),
                 |on, lasted| {
                     if on {
                         format!("recording {name} paused: {}", r.reason)
@@ -366,16 +360,15 @@ impl Tracker {
         }
     }
 
-    /// A condition on `key` is `on` now: says so when that changed.
-    #[allow(clippy::too_many_arguments)]
+    /// A condition on `key` (an event, and the stream it is about) is `on`
+    /// now: says so when that changed. `values` is only built then.
     fn condition(
         &mut self,
         emit: &mut Emit<'_>,
-        now: Instant,
+        (snap, now): (&Snapshot, Instant),
         key: (AlertEvent, &str),
         on: bool,
-        device: Option<Value>,
-        values: Value,
+        values: impl Fn() -> Value,
         message: impl Fn(bool, Duration) -> String,
     ) {
         let (event, subject) = key;
@@ -398,15 +391,15 @@ impl Tracker {
                     since: Some(emit.wall),
                     time: emit.wall,
                     stream: Some(subject.into()),
-                    device,
-                    values,
+                    device: device_of(snap, subject),
+                    values: values(),
                     message: message(true, Duration::ZERO),
                 });
             }
             (false, Some(c)) => {
                 self.conditions.remove(&k);
                 let lasted = now.duration_since(c.began);
-                let mut values = values;
+                let mut values = values();
                 if let Value::Object(m) = &mut values {
                     m.insert("lasted_s".into(), json!(lasted.as_secs()));
                 }
@@ -418,7 +411,7 @@ impl Tracker {
                     since: Some(c.since),
                     time: emit.wall,
                     stream: Some(subject.into()),
-                    device,
+                    device: device_of(snap, subject),
                     values,
                     message: message(false, lasted),
                 });
