@@ -54,6 +54,8 @@ pub struct Fanout {
     inner: Mutex<Inner>,
     /// Encoded bytes accepted by clients' media, for the metrics.
     sent: AtomicU64,
+    /// Held while a client count is read and handed on (`report_clients`).
+    report: Mutex<()>,
 }
 
 /// How much a client may fall behind before its oldest buffers are dropped.
@@ -106,6 +108,16 @@ impl Fanout {
             fed: false,
         });
         clients(&inner)
+    }
+
+    /// Reads the client count and hands it to `send`, one caller at a time:
+    /// clients attach and detach on their own threads, and counts taken
+    /// before could be handed on out of order (an old count last). `send`
+    /// must not block (the reports board's is a brief lock).
+    pub fn report_clients(&self, send: impl FnOnce(usize)) {
+        let _one_at_a_time = self.report.lock().unwrap_or_else(|p| p.into_inner());
+        let count = clients(&self.lock());
+        send(count);
     }
 
     /// Forgets a client's media (or a recorder); returns the client count.
@@ -236,4 +248,68 @@ fn client_time(
     let base = src.base_time()?;
     let shift = *shift.get_or_insert_with(|| base.saturating_sub(absolute));
     (absolute + shift).checked_sub(base)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier, Mutex};
+
+    use super::*;
+
+    /// Eight client threads attach at the same moment, round after round (and
+    /// detach every other time), each reporting through a sender that may be
+    /// preempted (a short sleep): after every round the count reported last
+    /// is the count.
+    #[test]
+    fn the_client_count_reported_last_is_the_count_now() {
+        const THREADS: usize = 8;
+        const ROUNDS: usize = 50;
+        gst::init().unwrap();
+        let fan = Arc::new(Fanout::default());
+        let last = Arc::new(Mutex::new(None));
+        let barrier = Arc::new(Barrier::new(THREADS + 1));
+        let store = |last: &Mutex<Option<usize>>, n| {
+            std::thread::sleep(Duration::from_micros(50));
+            *last.lock().unwrap() = Some(n);
+        };
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (fan, last, barrier) = (fan.clone(), last.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    for round in 0..ROUNDS {
+                        let id = t * 1000 + round;
+                        let src = gst::ElementFactory::make("appsrc")
+                            .build()
+                            .unwrap()
+                            .downcast::<AppSrc>()
+                            .unwrap();
+                        barrier.wait();
+                        fan.attach(id, &src);
+                        fan.report_clients(|n| store(&last, n));
+                        if (t + round) % 2 == 0 {
+                            fan.detach(id);
+                            fan.report_clients(|n| store(&last, n));
+                        }
+                        barrier.wait();
+                    }
+                })
+            })
+            .collect();
+        let mut wrong = 0;
+        for _ in 0..ROUNDS {
+            barrier.wait();
+            barrier.wait();
+            if *last.lock().unwrap() != Some(clients(&fan.lock())) {
+                wrong += 1;
+            }
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            wrong, 0,
+            "{wrong} of {ROUNDS} rounds ended on a stale count"
+        );
+        assert_eq!(clients(&fan.lock()), THREADS * ROUNDS / 2);
+    }
 }

@@ -278,19 +278,25 @@ impl Server {
                 return;
             };
             let id = media.as_ptr() as usize;
-            let clients = fan.attach(id, &appsrc);
-            events.send(MediaEvent::Clients {
-                stream: stream.clone(),
-                count: clients,
+            fan.attach(id, &appsrc);
+            // Clients come and go on threads of their own: each report reads
+            // the count afresh, one at a time, so the last one is the truth.
+            fan.report_clients(|count| {
+                events.send(MediaEvent::Clients {
+                    stream: stream.clone(),
+                    count,
+                });
             });
             let fan = fan.clone();
             let events = events.clone();
             let stream = stream.clone();
             media.connect_unprepared(move |_media| {
-                let clients = fan.detach(id);
-                events.send(MediaEvent::Clients {
-                    stream: stream.clone(),
-                    count: clients,
+                fan.detach(id);
+                fan.report_clients(|count| {
+                    events.send(MediaEvent::Clients {
+                        stream: stream.clone(),
+                        count,
+                    });
                 });
             });
         });
