@@ -210,11 +210,13 @@ fn queue(t: &mut Target, alert: &Alert, host: &str) {
         t.stats.failed.fetch_add(1, Ordering::Relaxed);
         return;
     };
+    // Counted before it is queued: the sender may take it (and count it out)
+    // before `try_send` returns.
+    t.stats.queued.fetch_add(1, Ordering::Relaxed);
     match tx.try_send(job) {
-        Ok(()) => {
-            t.stats.queued.fetch_add(1, Ordering::Relaxed);
-        }
+        Ok(()) => {}
         Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            t.stats.queued.fetch_sub(1, Ordering::Relaxed);
             let n = t.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             // The first, then every hundredth: a stuck webhook must not flood the log.
             if n == 1 || n.is_multiple_of(100) {
