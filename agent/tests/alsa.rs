@@ -32,21 +32,26 @@ fn captured_alsa_audio_reaches_the_client() {
     ffmpeg_pull(&h.url("mic"), "udp", 3.0).assert_tone(2.9, 700.0, -15.0);
 }
 
-#[test]
-fn a_stall_is_reported_within_the_timeout_and_recovers_while_others_flow() {
-    let mic = FifoMic::new(700.0, 0.25);
+/// harkd with `mic` as /mic and a 1 kHz tone as /tone, both flowing.
+fn mic_and_tone(mic: &FifoMic) -> Harkd {
     let extra =
         "[[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
     let h = Harkd::start_with_env(
-        &config(&mic, extra),
+        &config(mic, extra),
         &[("ALSA_CONFIG_PATH", &mic.alsa_config_path)],
     );
-    h.wait_log(Duration::from_secs(10), |v| {
-        is_event(v, "audio is flowing", "mic")
-    });
-    h.wait_log(Duration::from_secs(10), |v| {
-        is_event(v, "audio is flowing", "tone")
-    });
+    for s in ["mic", "tone"] {
+        h.wait_log(Duration::from_secs(10), |v| {
+            is_event(v, "audio is flowing", s)
+        });
+    }
+    h
+}
+
+#[test]
+fn a_stall_is_reported_within_the_timeout_and_recovers_while_others_flow() {
+    let mic = FifoMic::new(700.0, 0.25);
+    let h = mic_and_tone(&mic);
 
     // A client on the other stream for the whole episode, however long a loaded
     // machine makes it: playing (audio decoded) before the stall begins.
@@ -221,17 +226,7 @@ fn a_stream_added_back_waits_for_its_old_pipeline_to_let_go_of_the_device() {
 fn a_describe_for_a_stalling_mic_holds_up_no_other_client() {
     use common::rtsp_client::describe_probe;
     let mic = FifoMic::new(700.0, 0.25);
-    let extra =
-        "[[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 1000.0\ntone_dbfs = -12.0\n";
-    let h = Harkd::start_with_env(
-        &config(&mic, extra),
-        &[("ALSA_CONFIG_PATH", &mic.alsa_config_path)],
-    );
-    for s in ["mic", "tone"] {
-        h.wait_log(Duration::from_secs(10), |v| {
-            is_event(v, "audio is flowing", s)
-        });
-    }
+    let h = mic_and_tone(&mic);
     let mark = h.mark();
     let silent_since = mic.pause_writing();
     // Within a second of the last audio: taken in, and left waiting.
