@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
@@ -68,6 +69,9 @@ struct Segment {
     appsrc: AppSrc,
     path: PathBuf,
     ends: Instant,
+    /// A buffer of audio went into it (a segment cut just before a stop or a
+    /// stall may get none: its file is then removed, not left unplayable).
+    got_audio: Arc<AtomicBool>,
     _watch: gst::bus::BusWatchGuard,
 }
 
@@ -345,6 +349,15 @@ impl Recorders {
             }
             let c = self.closing.swap_remove(i);
             let _ = c.seg.pipeline.set_state(gst::State::Null);
+            if !c.seg.got_audio.load(Ordering::Relaxed) {
+                // No audio: a header at most, which players refuse.
+                let _ = std::fs::remove_file(&c.seg.path);
+                if let Some(j) = &self.janitor {
+                    j.shared().closed(&c.seg.path);
+                }
+                tracing::debug!(stream = %c.stream, file = %c.seg.path.display(), "recording segment without audio removed");
+                continue;
+            }
             let size = std::fs::metadata(&c.seg.path).map_or(0, |m| m.len());
             if let Some(r) = self.by_stream.get_mut(&c.stream) {
                 r.bytes_closed += size;
@@ -462,6 +475,14 @@ fn open_segment(
         sink.set_property("location", &location);
     }
     pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+    let got_audio = Arc::new(AtomicBool::new(false));
+    if let Some(pad) = appsrc.static_pad("src") {
+        let got = got_audio.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_pad, _info| {
+            got.store(true, Ordering::Relaxed);
+            gst::PadProbeReturn::Remove
+        });
+    }
     let id = appsrc.as_ptr() as usize;
     let bus = pipeline.bus().ok_or("the recording pipeline has no bus")?;
     let tx = cmd_tx.clone();
@@ -500,6 +521,7 @@ fn open_segment(
         appsrc,
         path,
         ends: Instant::now() + recording::segment_length(started, cfg.segment, trusted),
+        got_audio,
         _watch: watch,
     })
 }
