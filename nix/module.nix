@@ -116,7 +116,11 @@ in
         each one); the common ones are typed below. The defaults are those of
         the shipped `configs/hark.toml`. The file is checked with
         `harkd check-config` when the system is built. Changes are applied by
-        reloading harkd (SIGHUP), except `rtsp` and `http`, which restart it.
+        reloading harkd (SIGHUP), except those harkd sets up only at start
+        (`rtsp`, `http`, `deadman`, `recording`, `alert`, `health.level_interval_ms`,
+        `devices.enabled`, `devices.state_dir`), which restart it. Everything
+        here lands in the world-readable Nix store: give a webhook's secret as
+        `secret_file` (a path), not `secret`.
       '';
       default = { };
       example = lib.literalExpression ''
@@ -322,13 +326,27 @@ in
     systemd.services.harkd = {
       overrideStrategy = "asDropin";
       wantedBy = [ "multi-user.target" ];
-      # SIGHUP applies a changed file without touching unchanged streams; the
-      # RTSP and HTTP listeners are only set up at start, so they restart it.
-      # A new package changes the unit's ExecStart and restarts it anyway.
+      # SIGHUP applies a changed file without touching unchanged streams; what
+      # harkd only sets up at start (the RTSP and HTTP listeners, the deadman,
+      # [recording], the [[alert]] senders, the level interval, where devices
+      # are watched and remembered: harkd's own list of keys that need a
+      # restart) restarts it. A new package changes ExecStart and restarts it anyway.
       reloadTriggers = [ configFile ];
       restartTriggers = [
         (builtins.toJSON {
-          inherit (cfg.settings) rtsp http;
+          tables = lib.filterAttrs (
+            n: _:
+            builtins.elem n [
+              "rtsp"
+              "http"
+              "deadman"
+              "recording"
+              "alert"
+            ]
+          ) cfg.settings;
+          level_interval_ms = cfg.settings.health.level_interval_ms or null;
+          devices_enabled = cfg.settings.devices.enabled or null;
+          state_dir = cfg.settings.devices.state_dir or null;
         })
       ];
     };

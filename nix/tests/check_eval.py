@@ -154,6 +154,11 @@ check(config_drv["buildCommand"].startswith('harkd check-config "$settingsFile"'
       "the rendered config is not checked with harkd check-config at build time")
 check(svc["reloadTriggers"] and svc["reloadTriggers"][0].endswith("-hark.toml"),
       "settings changes must reload harkd (reloadTriggers)")
+restart = {n: sc[n]["services"]["harkd"]["restartTriggers"] for n in ("default", "withAlert", "withGain")}
+check(restart["withAlert"] != restart["default"],
+      "an [[alert]] added must restart harkd (its senders start with it), not only reload it")
+check(restart["withGain"] == restart["default"],
+      "a gain change must only reload harkd, not restart it")
 check("harkd-deadman" not in sc["default"]["services"]
       and sc["deadmanOff"]["services"].get("harkd-deadman", {}).get("enable") is False,
       "deadman.enable = false must mask harkd-deadman.service, and only then")

@@ -96,6 +96,18 @@ in
       })
     ]);
     deadmanOff = report (evalWith [ (hark { deadman.enable = false; }) ]);
+    # A webhook (set up only at start: a restart) and a gain (a reload).
+    withAlert = report (evalWith [
+      (hark {
+        settings.alert = [
+          {
+            url = "https://ntfy.sh/hark-test";
+            secret_file = "/run/secrets/hark-webhook";
+          }
+        ];
+      })
+    ]);
+    withGain = report (evalWith [ (hark { settings.defaults.gain_db = 3.0; }) ]);
     withDevices = report (evalWith [
       (hark {
         settings = {

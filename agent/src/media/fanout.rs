@@ -140,17 +140,7 @@ impl Fanout {
     /// never come). Clients already playing stay attached: they resume when the
     /// pipeline is back.
     pub fn set_down(&self) {
-        let waiting: Vec<AppSrc> = {
-            let mut inner = self.lock();
-            inner.live = false;
-            inner
-                .clients
-                .iter()
-                .filter(|c| !c.fed && !c.recorder)
-                .filter_map(|c| c.appsrc.upgrade())
-                .collect()
-        };
-        for src in waiting {
+        for src in self.go_down(|c| !c.fed && !c.recorder) {
             let error = gst::message::Error::builder(
                 gst::StreamError::Failed,
                 "the stream's capture stopped before this client got audio",
@@ -162,18 +152,22 @@ impl Fanout {
         }
     }
 
+    /// Marks the stream down and returns the appsrcs of the clients `pick`
+    /// chooses, to be called outside the lock.
+    fn go_down(&self, pick: impl Fn(&Client) -> bool) -> Vec<AppSrc> {
+        let mut inner = self.lock();
+        inner.live = false;
+        inner
+            .clients
+            .iter()
+            .filter(|c| pick(c))
+            .filter_map(|c| c.appsrc.upgrade())
+            .collect()
+    }
+
     /// Ends every client's stream (EOS, which makes RTP senders say BYE).
     pub fn end_all(&self) {
-        let srcs: Vec<AppSrc> = {
-            let mut inner = self.lock();
-            inner.live = false;
-            inner
-                .clients
-                .iter()
-                .filter_map(|c| c.appsrc.upgrade())
-                .collect()
-        };
-        for src in srcs {
+        for src in self.go_down(|_| true) {
             // Already-stopped media answer with an error: nothing left to end.
             let _ = src.end_of_stream();
         }
