@@ -139,6 +139,7 @@ pub async fn run(
     let (reports, inbox) = media::reports::channel();
     let (media, media_thread) = media::spawn(
         &config.rtsp,
+        &config.http,
         &config.recording,
         config.health.level_interval,
         &warm_encodings(&config),
@@ -279,12 +280,12 @@ async fn start_http(p: &mut Parts, started: Instant) -> Result<(), DaemonError> 
         .await
         .map_err(|e| DaemonError::Http(listen, e))?;
     tracing::info!(listen = %listen, "HTTP status endpoint listening");
-    let ctx = crate::http::Context {
-        snapshot: p.snapshot.clone(),
-        started,
-        rtsp_port: p.media.port,
-        alerts: p.alert_stats.clone(),
-    };
+    let mut ctx = crate::http::Context::new(p.snapshot.clone(), p.media.port)
+        .with_auth(p.config.http.auth.as_ref());
+    ctx.started = started;
+    ctx.alerts = p.alert_stats.clone();
+    ctx.media = Some(p.media.clone());
+    ctx.recordings = Some(p.config.recording.directory.clone());
     p.tasks.spawn(async move {
         DaemonError::HttpEnded(match crate::http::serve(listener, ctx).await {
             Ok(()) => "stopped".into(),

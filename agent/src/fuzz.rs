@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::{Config, validate_stream_name};
 use crate::deadman::ledger::{Decision, Ledger as RebootLedger, Now, Policy};
@@ -245,12 +245,7 @@ pub fn http(data: &[u8]) {
             .expect("a runtime")
     });
     let (_tx, snapshot) = tokio::sync::watch::channel(crate::state::Snapshot::default());
-    let ctx = Arc::new(crate::http::Context {
-        snapshot,
-        started: Instant::now(),
-        rtsp_port: 8554,
-        alerts: vec![],
-    });
+    let ctx = Arc::new(crate::http::Context::new(snapshot, 8554));
     let out = rt.block_on(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut client, server) = tokio::io::duplex(1 << 20);

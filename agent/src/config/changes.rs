@@ -101,6 +101,9 @@ impl Diff {
         let HttpConfig {
             listen,
             allow_non_loopback,
+            auth,
+            max_listeners,
+            stun_server,
         } = old;
         self.key("http.listen", listen, &new.listen);
         self.key(
@@ -108,6 +111,9 @@ impl Diff {
             allow_non_loopback,
             &new.allow_non_loopback,
         );
+        self.key("http.auth", auth, &new.auth);
+        self.key("http.max_listeners", max_listeners, &new.max_listeners);
+        self.key("http.stun_server", stun_server, &new.stun_server);
     }
 
     fn health(&mut self, old: &HealthConfig, new: &HealthConfig) {

@@ -163,6 +163,13 @@ pub struct RtspConfig {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub allow_non_loopback: bool,
+    /// Asked of every request but `/healthz`: `[http.auth]`, or beyond
+    /// loopback `[rtsp.auth]` when that is absent.
+    pub auth: Option<RtspAuth>,
+    /// Browsers listening at once over WHEP (0: WHEP off).
+    pub max_listeners: usize,
+    /// `stun://host:port` handed to WebRTC sessions, if any.
+    pub stun_server: Option<String>,
 }
 
 /// Health thresholds shared by every stream.

@@ -83,6 +83,14 @@ pub(super) struct RawHttp {
     pub listen: SocketAddr,
     #[serde(default)]
     pub allow_non_loopback: bool,
+    /// Credentials for everything but `/healthz`; beyond loopback, `[rtsp.auth]`
+    /// when this is absent.
+    pub auth: Option<RawAuth>,
+    /// Browsers listening at once (WHEP), over all streams; 0 turns WHEP off.
+    #[serde(default = "default_max_listeners")]
+    pub max_listeners: u32,
+    /// `stun://host:port`, for browsers behind NAT (none needed on a LAN).
+    pub stun_server: Option<String>,
 }
 
 impl Default for RawHttp {
@@ -90,8 +98,15 @@ impl Default for RawHttp {
         RawHttp {
             listen: default_http_listen(),
             allow_non_loopback: false,
+            auth: None,
+            max_listeners: default_max_listeners(),
+            stun_server: None,
         }
     }
+}
+
+fn default_max_listeners() -> u32 {
+    8
 }
 
 pub(super) fn default_http_listen() -> SocketAddr {

@@ -183,6 +183,30 @@ const ERRORS: &[(&str, &str, usize, &str)] = &[
         "only https://",
     ),
     (
+        "[http]\nlisten = \"0.0.0.0:8780\"\nallow_non_loopback = true\n",
+        "http.listen",
+        2,
+        "need credentials",
+    ),
+    (
+        "[http]\nstun_server = \"stun.example.org:3478\"\n",
+        "http.stun_server",
+        2,
+        "not stun://host:port",
+    ),
+    (
+        "[http]\nmax_listeners = 65\n",
+        "http.max_listeners",
+        2,
+        "too many",
+    ),
+    (
+        "[http.auth]\nuser = \"op\"\npassword = \"\"\n",
+        "http.auth.password",
+        3,
+        "remove [http.auth]",
+    ),
+    (
         "[[alert]]\nname = \"x\"\nurl = \"http://a/\"\n[[alert]]\nname = \"x\"\nurl = \"http://b/\"\n",
         "alert[1].name",
         5,
@@ -558,4 +582,19 @@ fn bad_groups_are_errors_at_their_key() {
     ))
     .unwrap_err();
     assert!(e.message.contains("must be unique"), "{e}");
+}
+
+#[test]
+fn the_endpoint_beyond_loopback_asks_for_the_rtsp_credentials_unless_given_its_own() {
+    let rtsp = "[rtsp.auth]\nuser = \"mic\"\npassword = \"pw1\"\n";
+    let wide = "[http]\nlisten = \"0.0.0.0:8780\"\nallow_non_loopback = true\n";
+    let c = parse(&format!("{rtsp}{wide}")).unwrap();
+    assert_eq!(c.http.auth, c.rtsp.auth);
+    assert!(c.http.auth.is_some());
+    let own = format!("{rtsp}{wide}[http.auth]\nuser = \"op\"\npassword = \"pw2\"\n");
+    let c = parse(&own).unwrap();
+    assert_eq!(c.http.auth.as_ref().map(|a| a.user.as_str()), Some("op"));
+    // On loopback, no credentials unless [http.auth] asks for them.
+    assert_eq!(parse(rtsp).unwrap().http.auth, None);
+    assert_eq!(parse("[http]\n").unwrap().http.max_listeners, 8);
 }

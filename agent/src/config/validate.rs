@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::locate::{Seg, Validator, at};
-use super::schema::{RawConfig, RawDeadman, RawHealth, RawHttp, RawRecording, RawRestart, RawRtsp};
+use super::schema::{
+    RawAuth, RawConfig, RawDeadman, RawHealth, RawHttp, RawRecording, RawRestart, RawRtsp,
+};
 use super::{
     Config, ConfigError, DeadmanConfig, HealthConfig, HttpConfig, RecordingConfig, RestartConfig,
     RtspAuth, RtspConfig, alerts, devices, encoding, groups, streams,
@@ -17,7 +19,7 @@ use super::{
 pub(super) fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let v = Validator::new(path, text);
     let rtsp = rtsp(&v, raw.rtsp)?;
-    let http = http(&v, &raw.http)?;
+    let http = http(&v, &raw.http, rtsp.auth.as_ref())?;
     let health = health(&v, &raw.health)?;
     let restart = restart(&v, &raw.restart)?;
     let deadman = deadman(&v, &raw.deadman)?;
@@ -62,28 +64,7 @@ fn rtsp(v: &Validator<'_>, r: RawRtsp) -> Result<RtspConfig, ConfigError> {
                 format!("port {} is out of range; use 1-65535", r.port),
             )
         })?;
-    let auth = match r.auth {
-        None => None,
-        Some(a) => {
-            let key = |k| at(&[Seg::Key("rtsp"), Seg::Key("auth")], k);
-            let bad_user =
-                a.user.is_empty() || a.user.contains(':') || a.user.chars().any(char::is_control);
-            v.ensure(
-                !bad_user,
-                &key("user"),
-                "user must be non-empty, without ':' or control characters",
-            )?;
-            v.ensure(
-                !a.password.is_empty(),
-                &key("password"),
-                "password is empty; remove [rtsp.auth] to turn authentication off",
-            )?;
-            Some(RtspAuth {
-                user: a.user,
-                password: a.password,
-            })
-        }
-    };
+    let auth = r.auth.map(|a| credentials(v, "rtsp", &a)).transpose()?;
     Ok(RtspConfig {
         bind: r.bind,
         port,
@@ -91,7 +72,41 @@ fn rtsp(v: &Validator<'_>, r: RawRtsp) -> Result<RtspConfig, ConfigError> {
     })
 }
 
-fn http(v: &Validator<'_>, h: &RawHttp) -> Result<HttpConfig, ConfigError> {
+/// `[<table>.auth]`: a user and a password, as HTTP Basic can carry them.
+fn credentials(
+    v: &Validator<'_>,
+    table: &'static str,
+    a: &RawAuth,
+) -> Result<RtspAuth, ConfigError> {
+    let key = |k| at(&[Seg::Key(table), Seg::Key("auth")], k);
+    let bad_user =
+        a.user.is_empty() || a.user.contains(':') || a.user.chars().any(char::is_control);
+    v.ensure(
+        !bad_user,
+        &key("user"),
+        "user must be non-empty, without ':' or control characters",
+    )?;
+    v.ensure(
+        !a.password.is_empty(),
+        &key("password"),
+        format!("password is empty; remove [{table}.auth] to turn authentication off"),
+    )?;
+    v.ensure(
+        !a.password.chars().any(char::is_control),
+        &key("password"),
+        "password must not contain control characters",
+    )?;
+    Ok(RtspAuth {
+        user: a.user.clone(),
+        password: a.password.clone(),
+    })
+}
+
+fn http(
+    v: &Validator<'_>,
+    h: &RawHttp,
+    rtsp_auth: Option<&RtspAuth>,
+) -> Result<HttpConfig, ConfigError> {
     let listen = at(&[Seg::Key("http")], "listen");
     v.ensure(
         h.listen.port() != 0,
@@ -106,9 +121,55 @@ fn http(v: &Validator<'_>, h: &RawHttp) -> Result<HttpConfig, ConfigError> {
             h.listen
         ),
     )?;
+    let auth = match &h.auth {
+        Some(a) => Some(credentials(v, "http", a)?),
+        None if !h.listen.ip().is_loopback() => Some(rtsp_auth.cloned().ok_or_else(|| {
+            v.error(
+                &listen,
+                format!(
+                    "{} is beyond loopback: the page, its events and WHEP need credentials; \
+                     set [http.auth] user and password (or [rtsp.auth], used when [http.auth] is absent)",
+                    h.listen
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let stun_server = match &h.stun_server {
+        None => None,
+        Some(s) => {
+            let ok = s
+                .strip_prefix("stun://")
+                .and_then(|rest| rest.rsplit_once(':'))
+                .is_some_and(|(host, port)| {
+                    !host.is_empty()
+                        && host
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
+                        && port.parse::<u16>().is_ok_and(|p| p != 0)
+                });
+            v.ensure(
+                ok,
+                &at(&[Seg::Key("http")], "stun_server"),
+                format!("{s:?} is not stun://host:port"),
+            )?;
+            Some(s.clone())
+        }
+    };
+    v.ensure(
+        h.max_listeners <= 64,
+        &at(&[Seg::Key("http")], "max_listeners"),
+        format!(
+            "{} is too many; use 0-64 (0 turns WHEP off)",
+            h.max_listeners
+        ),
+    )?;
     Ok(HttpConfig {
         listen: h.listen,
         allow_non_loopback: h.allow_non_loopback,
+        auth,
+        max_listeners: h.max_listeners as usize,
+        stun_server,
     })
 }
 

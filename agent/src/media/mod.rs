@@ -15,6 +15,7 @@ mod recorder;
 pub mod reports;
 mod server;
 mod warm;
+pub mod whep;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -100,6 +101,19 @@ enum Command {
     Wedge,
     /// Time to look after the recorders (`recorder::TICK`).
     RecordTick,
+    /// A browser's WHEP offer for a stream.
+    Whep {
+        stream: String,
+        offer: whep::Offer,
+        reply: oneshot::Sender<Result<whep::Answer, whep::Refusal>>,
+    },
+    /// End a WHEP session (`reply`: whether there was one of that stream).
+    WhepEnd {
+        id: String,
+        reply: Option<(String, oneshot::Sender<bool>)>,
+    },
+    /// Time to look for WHEP listeners gone (`whep::TICK`).
+    WhepTick,
     /// A recording segment's pipeline ended (`error` None) or failed.
     RecorderBus {
         id: usize,
@@ -217,6 +231,40 @@ impl MediaHandle {
         self.send(Command::Wedge);
     }
 
+    /// Makes a WHEP session for `stream`: harkd's answer to `offer`, once
+    /// it carries every ICE candidate.
+    pub async fn whep(
+        &self,
+        stream: &str,
+        offer: whep::Offer,
+    ) -> Result<whep::Answer, whep::Refusal> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Whep {
+            stream: stream.to_string(),
+            offer,
+            reply,
+        });
+        match tokio::time::timeout(whep::ANSWER_WAIT, answer).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(_)) => Err(whep::Refusal::Failed(
+                "the media thread did not answer".into(),
+            )),
+            Err(_) => Err(whep::Refusal::Failed("no answer in time".into())),
+        }
+    }
+
+    /// Ends WHEP session `id` of `stream`; false if there was none.
+    pub async fn whep_end(&self, stream: &str, id: &str) -> bool {
+        let (reply, done) = oneshot::channel();
+        self.send(Command::WhepEnd {
+            id: id.to_string(),
+            reply: Some((stream.to_string(), reply)),
+        });
+        tokio::time::timeout(Duration::from_secs(5), done)
+            .await
+            .is_ok_and(|r| r.unwrap_or(false))
+    }
+
     /// Resolves when the media thread has gone away.
     pub async fn closed(&self) {
         self.tx.closed().await;
@@ -227,6 +275,7 @@ impl MediaHandle {
 /// `encodings` configured (devices' and streams') need (see `warm.rs`).
 pub fn spawn(
     rtsp: &RtspConfig,
+    http: &crate::config::HttpConfig,
     recording: &crate::config::RecordingConfig,
     level_interval: Duration,
     encodings: &[Encoding],
@@ -246,6 +295,7 @@ pub fn spawn(
     let warm_encoding = warm::session_encoding(encodings);
     let rtsp = rtsp.clone();
     let recording = recording.clone();
+    let (max_listeners, stun) = (http.max_listeners, http.stun_server.clone());
     let cmd_tx = tx.clone();
     let thread = std::thread::Builder::new()
         .name("hark-gst".into())
@@ -263,7 +313,10 @@ pub fn spawn(
                 server.mount_warm_up(&warm_encoding);
                 let _ = ready_tx.send(Ok((server.port, server.server.clone())));
                 let recorders = recorder::Recorders::new(recording, events.clone(), cmd_tx.clone());
+                let listeners =
+                    whep::Listeners::new(max_listeners, stun, events.clone(), cmd_tx.clone());
                 let state = State {
+                    listeners,
                     recorders,
                     server,
                     streams: HashMap::new(),
@@ -315,6 +368,7 @@ struct Mounted {
 
 struct State {
     server: server::Server,
+    listeners: whep::Listeners,
     recorders: recorder::Recorders,
     streams: HashMap<String, Mounted>,
     /// Groups by name, from their first start to their unmount.
@@ -359,6 +413,29 @@ async fn command_loop(mut state: State, mut rx: Receiver<Command>) {
                 let _ = reply.send(());
             }
             Command::RecordTick => state.recorders.tick(),
+            Command::Whep {
+                stream,
+                offer,
+                reply,
+            } => match state.streams.get(&stream) {
+                Some(m) => {
+                    let codec = m.spec.encoding.codec;
+                    let fanout = m.fanout.clone();
+                    state.listeners.open(&stream, &fanout, codec, offer, reply);
+                }
+                None => {
+                    let _ = reply.send(Err(whep::Refusal::NoStream(stream)));
+                }
+            },
+            Command::WhepEnd { id, reply } => match reply {
+                Some((stream, reply)) => {
+                    let _ = reply.send(state.listeners.end(&id, Some(&stream)));
+                }
+                None => {
+                    state.listeners.end(&id, None);
+                }
+            },
+            Command::WhepTick => state.listeners.tick(),
             Command::RecorderBus {
                 id,
                 error,
@@ -612,6 +689,7 @@ impl State {
 
     fn unmount(&mut self, stream: &str) {
         self.stop(stream, None);
+        self.listeners.end_stream(stream);
         self.recorders.remove(stream);
         let Some(m) = self.streams.remove(stream) else {
             return;
@@ -637,6 +715,7 @@ impl State {
         // Segments first: each is written out (its end-of-stream) before its
         // stream's clients are ended.
         self.recorders.shutdown(deadline / 2);
+        self.listeners.end_all();
         let (tx, rx) = std::sync::mpsc::channel();
         let mut waiting = 0;
         for (name, m) in &mut self.streams {

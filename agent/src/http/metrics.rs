@@ -1,175 +1,14 @@
-//! The tiny HTTP endpoint: `/healthz`, `/api/v1/status` (JSON) and `/metrics`
-//! (Prometheus text exposition format 0.0.4).
-//!
-//! Owns: nothing but its connections. Every answer is computed from the
-//! supervisor's latest snapshot. Bounded on purpose: at most [`MAX_CONNECTIONS`]
-//! at once (more are closed at once), request heads of at most 16 KiB, and a
-//! client must send its request head within [`HEADER_TIMEOUT`] (slow-loris).
+//! `/metrics`: the Prometheus text exposition format 0.0.4, built afresh from
+//! each snapshot.
 
-use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode, header};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
 
+use std::sync::Arc;
+
+use super::Context;
 use crate::state::{RecorderState, Snapshot, StreamState};
 
-pub const MAX_CONNECTIONS: usize = 64;
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_HEAD: usize = 16 * 1024;
-
-/// What every handler reads.
-pub struct Context {
-    pub snapshot: watch::Receiver<Snapshot>,
-    pub started: Instant,
-    pub rtsp_port: u16,
-    /// One per `[[alert]]` webhook.
-    pub alerts: Vec<Arc<crate::alerts::send::Stats>>,
-}
-
-/// Serves until the listener fails (which ends the daemon).
-pub async fn serve(listener: TcpListener, ctx: Context) -> std::io::Result<()> {
-    let ctx = Arc::new(ctx);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            // Full: refuse at once rather than queue without bound.
-            drop(stream);
-            continue;
-        };
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            serve_connection(stream, ctx).await;
-            drop(permit);
-        });
-    }
-}
-
-/// Serves one connection (a TCP stream; an in-memory pipe in the fuzz target)
-/// until the client is done or its request is refused.
-pub async fn serve_connection<IO>(io: IO, ctx: Arc<Context>)
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |req| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(route(&req, &ctx)) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_HEAD)
-        .serve_connection(TokioIo::new(io), service);
-    // Malformed requests and vanished clients end here, and only here.
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "http connection ended with an error");
-    }
-}
-
-fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-fn route(req: &Request<Incoming>, ctx: &Context) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    let known = matches!(path, "/healthz" | "/api/v1/status" | "/metrics");
-    if !known {
-        return text(StatusCode::NOT_FOUND, "not found\n");
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        r.headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
-        return r;
-    }
-    let snap = ctx.snapshot.borrow().clone();
-    let mut r = match path {
-        "/healthz" => match unhealthy(&snap) {
-            None => text(StatusCode::OK, "ok\n"),
-            Some(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
-        },
-        "/api/v1/status" => {
-            let body = status_json(&snap, ctx);
-            let mut r = text(StatusCode::OK, body);
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
-            );
-            r
-        }
-        _ => match metrics(&snap, ctx) {
-            Ok(body) => {
-                let mut r = text(StatusCode::OK, body);
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
-                r
-            }
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
-        },
-    };
-    if req.method() == Method::HEAD {
-        *r.body_mut() = Full::new(Bytes::new());
-    }
-    r
-}
-
-/// `None` when every stream that should run is running; else a one-line reason.
-pub fn unhealthy(snap: &Snapshot) -> Option<String> {
-    let down: Vec<String> = snap
-        .streams
-        .iter()
-        .filter(|s| !s.running())
-        .map(|s| match &s.last_error {
-            Some(e) => format!("{} is {} ({e})", s.name, s.state.as_str()),
-            None => format!("{} is {}", s.name, s.state.as_str()),
-        })
-        .collect();
-    (!down.is_empty()).then(|| {
-        format!(
-            "{} of {} streams not running: {}",
-            down.len(),
-            snap.streams.len(),
-            down.join("; ")
-        )
-    })
-}
-
-fn status_json(snap: &Snapshot, ctx: &Context) -> String {
-    let body = serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "state": if unhealthy(snap).is_none() { "running" } else { "degraded" },
-        "summary": snap.summary(),
-        "uptime_seconds": ctx.started.elapsed().as_secs(),
-        "rtsp_port": ctx.rtsp_port,
-        "streams": snap.streams,
-        "devices": snap.devices,
-        "deadman": snap.deadman,
-        "pending_restart": snap.pending_restart,
-        "dbus": snap.bus,
-        "recording": snap.recording,
-        "alerts": ctx.alerts.iter().map(|a| a.view()).collect::<Vec<_>>(),
-    });
-    let mut s = body.to_string();
-    s.push('\n');
-    s
-}
-
-fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> {
+pub(super) fn metrics(snap: &Snapshot, ctx: &Context) -> Result<String, prometheus::Error> {
     let reg = Registry::new();
     let gauge = |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
         let g = GaugeVec::new(Opts::new(name, help), labels)?;
@@ -528,7 +367,10 @@ fn group_metrics(reg: &Registry, snap: &Snapshot) -> Result<(), prometheus::Erro
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::watch;
+
     use super::*;
+    use crate::http::unhealthy;
     use crate::state::{DeviceState, DeviceStatus};
 
     #[test]
@@ -556,12 +398,7 @@ mod tests {
             recording: None,
         };
         let (_tx, rx) = watch::channel(Snapshot::default());
-        let ctx = Context {
-            snapshot: rx,
-            started: Instant::now(),
-            rtsp_port: 8554,
-            alerts: vec![],
-        };
+        let ctx = Context::new(rx, 8554);
         let text = metrics(&snap, &ctx).unwrap();
         assert!(text.contains(r#"serial="a\"b\\c\nd ü""#), "{text}");
         let scrape =
@@ -583,12 +420,7 @@ mod tests {
     #[test]
     fn the_bus_gauge_is_there_only_when_a_bus_is_wanted() {
         let (_tx, rx) = watch::channel(Snapshot::default());
-        let ctx = Context {
-            snapshot: rx,
-            started: Instant::now(),
-            rtsp_port: 8554,
-            alerts: vec![],
-        };
+        let ctx = Context::new(rx, 8554);
         let mut snap = Snapshot::default();
         let text = metrics(&snap, &ctx).unwrap();
         assert!(!text.contains("hark_dbus_connected"), "{text}");
