@@ -40,6 +40,7 @@ lint: deps
 # TEST_ARGS is passed to cargo test (e.g. TEST_ARGS=--no-run builds the tests only).
 TEST_ARGS ?=
 test: lint
+	scripts/browser-venv.sh >/dev/null
 	$(CARGO) test --locked --workspace $(TEST_ARGS)
 
 # The README's commands on a fresh Debian 12 root (debootstrap minbase + git, make,

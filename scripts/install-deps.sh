@@ -13,12 +13,19 @@ packages=(
   # build
   pkg-config libglib2.0-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   libgstrtspserver-1.0-dev libudev-dev libasound2-dev
-  # run: GStreamer elements harkd uses (alsasrc, opusenc, level, rtp*pay, avenc_aac, lamemp3enc)
+  # build: WebRTC (libgstwebrtc, for WHEP listening in a browser)
+  libgstreamer-plugins-bad1.0-dev
+  # run: GStreamer elements harkd uses (alsasrc, opusenc, level, rtp*pay, avenc_aac,
+  # lamemp3enc; webrtcbin, dtlssrtpenc, srtpenc and libnice's nicesrc/nicesink for WHEP)
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-alsa gstreamer1.0-libav
+  gstreamer1.0-plugins-bad gstreamer1.0-nice
   # tests and benchmark: real RTSP clients, gst-launch, procps (ps), util-linux
   gstreamer1.0-tools ffmpeg procps python3
   # alert tests: the test CA and certificate for the https receiver
   openssl
+  # the status page's tests: a real headless browser and its driver (Selenium
+  # itself comes from PyPI into target/tools, scripts/browser-venv.sh)
+  chromium chromium-driver python3-venv
   # D-Bus tests: a private dbus-daemon, busctl (systemd), dbus-monitor/dbus-send, setpriv
   dbus-daemon dbus-bin systemd util-linux
   # benchmark: the record-mode RTSP server standing in for the peers' MediaMTX

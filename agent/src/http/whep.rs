@@ -145,7 +145,9 @@ async fn offer(req: Request<Incoming>, stream: &str, ctx: &Arc<Context>) -> Resp
             let status = match &refusal {
                 Refusal::NoStream(_) => StatusCode::NOT_FOUND,
                 Refusal::Offer(_) => StatusCode::BAD_REQUEST,
-                Refusal::NotLive(_) | Refusal::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+                Refusal::NotLive(_) | Refusal::Full(_) | Refusal::NoAddress => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 Refusal::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let mut r = text(status, format!("{refusal}\n"));

@@ -43,6 +43,10 @@ const CONNECT_WAIT: Duration = Duration::from_secs(15);
 /// A connected browser sends RTCP receiver reports every 1-7.5 s (Chrome:
 /// 5 s randomised by 0.5-1.5); none for this long and it is gone.
 pub const QUIET: Duration = Duration::from_secs(12);
+/// ICE gathering of host candidates takes milliseconds; after this the
+/// answer goes with the candidates found so far (a STUN server that does not
+/// answer), or the session is refused when there are none.
+const GATHER_WAIT: Duration = Duration::from_secs(3);
 /// How often sessions are looked at.
 pub const TICK: Duration = Duration::from_secs(1);
 /// An offer with more m-lines than this is refused.
@@ -70,7 +74,17 @@ impl Offer {
         if !text.starts_with("v=0") {
             return Err("not an SDP session description (it must begin with v=0)".into());
         }
-        let sdp = gst_sdp::SDPMessage::parse_buffer(text.as_bytes())
+        // Browsers hide their addresses behind mDNS names (`<uuid>.local`).
+        // webrtcbin would resolve each on a resolver task that holds its ICE
+        // agent and, once the session stops, never finishes (GStreamer 1.22):
+        // the agent, its thread and its sockets would outlive the session.
+        // They are not needed: the browser's checks reach harkd's host
+        // candidates and ICE learns its address from them (peer-reflexive).
+        let kept: String = text
+            .split_inclusive('\n')
+            .filter(|line| !mdns_candidate(line))
+            .collect();
+        let sdp = gst_sdp::SDPMessage::parse_buffer(kept.as_bytes())
             .map_err(|_| "not an SDP session description".to_string())?;
         if sdp.medias_len() == 0 || sdp.medias_len() > MAX_MEDIA {
             return Err(format!(
@@ -112,6 +126,14 @@ impl Offer {
     }
 }
 
+/// `a=candidate:<foundation> <component> <transport> <priority> <address> ...`
+/// with an mDNS `.local` address.
+fn mdns_candidate(line: &str) -> bool {
+    line.strip_prefix("a=candidate:")
+        .and_then(|c| c.split_ascii_whitespace().nth(4))
+        .is_some_and(|addr| addr.len() > 6 && addr[addr.len() - 6..].eq_ignore_ascii_case(".local"))
+}
+
 /// A session made: its resource id and harkd's answer.
 #[derive(Debug)]
 pub struct Answer {
@@ -132,6 +154,8 @@ pub enum Refusal {
     Offer(String),
     #[error("cannot make the session: {0}")]
     Failed(String),
+    #[error("harkd has no network address to offer the browser (only loopback is up)")]
+    NoAddress,
 }
 
 /// What webrtcbin's threads tell the media thread about a session.
@@ -154,8 +178,12 @@ struct Session {
     appsrc_id: usize,
     began: Instant,
     live: Arc<Liveness>,
+    /// Until the answer is sent.
+    reply: Reply,
     _watch: gst::bus::BusWatchGuard,
 }
+
+type Reply = Arc<Mutex<Option<oneshot::Sender<Result<Answer, Refusal>>>>>;
 
 /// The sessions, on the media thread.
 pub(super) struct Listeners {
@@ -228,7 +256,8 @@ impl Listeners {
         }
         self.made += 1;
         let id = session_id(self.made);
-        match self.build(stream, fanout, codec, &offer, &id) {
+        let reply: Reply = Arc::new(Mutex::new(Some(reply)));
+        match self.build(stream, fanout, codec, &offer, &id, &reply) {
             Ok(session) => {
                 let webrtc = session.webrtc.clone();
                 let live = session.live.clone();
@@ -237,7 +266,9 @@ impl Listeners {
                 negotiate(&webrtc, offer, id, live, reply, self.cmd_tx.clone());
             }
             Err(reason) => {
-                let _ = reply.send(Err(Refusal::Failed(reason)));
+                if let Some(r) = take(&reply) {
+                    let _ = r.send(Err(Refusal::Failed(reason)));
+                }
             }
         }
     }
@@ -249,6 +280,7 @@ impl Listeners {
         codec: Codec,
         offer: &Offer,
         id: &str,
+        reply: &Reply,
     ) -> Result<Session, String> {
         let pipeline = gst::parse::launch(&description(codec, offer.pt))
             .map_err(|e| format!("cannot build the pipeline: {e}"))?
@@ -264,6 +296,7 @@ impl Listeners {
         if let Some(stun) = &self.stun {
             webrtc.set_property("stun-server", stun);
         }
+        quiet_ice(&webrtc);
         let live = Arc::new(Liveness::default());
         let began = Instant::now();
         watch_peer(&webrtc, &live, began);
@@ -298,6 +331,7 @@ impl Listeners {
             appsrc_id,
             began,
             live,
+            reply: reply.clone(),
             _watch: watch,
         })
     }
@@ -336,8 +370,14 @@ impl Listeners {
         }
     }
 
-    /// Ends the sessions whose browser is gone or never came.
+    /// Ends the sessions whose browser is gone or never came; answers those
+    /// still gathering after [`GATHER_WAIT`] with the candidates they have.
     pub fn tick(&mut self) {
+        for (id, s) in &self.sessions {
+            if !s.live.answered.load(Ordering::Relaxed) && s.began.elapsed() > GATHER_WAIT {
+                send_answer(&s.webrtc, &s.reply, id, &s.live, false);
+            }
+        }
         let gone: Vec<(String, &'static str)> = self
             .sessions
             .iter()
@@ -391,7 +431,7 @@ fn gone(s: &Session) -> Option<&'static str> {
         return Some("the peer connection failed or closed");
     }
     if !l.answered.load(Ordering::Relaxed) {
-        return (age > ANSWER_WAIT).then_some("no answer was made in time");
+        return (age > GATHER_WAIT).then_some("no answer could be made");
     }
     if !l.connected.load(Ordering::Relaxed) {
         return (age > CONNECT_WAIT).then_some("the browser never connected");
@@ -415,6 +455,23 @@ fn close(id: &str, s: Session) {
     });
     if spawned.is_err() {
         let _ = s.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Host candidates over UDP only: no UPnP (libnice would ask the LAN's
+/// router to open ports for every session, over SSDP multicast, on a thread
+/// of its own) and no ICE-TCP sockets (browsers reach a LAN host over UDP).
+fn quiet_ice(webrtc: &gst::Element) {
+    let ice = webrtc.property::<glib::Object>("ice-agent");
+    if ice.find_property("ice-tcp").is_some() {
+        ice.set_property("ice-tcp", false);
+    }
+    let agent = ice
+        .find_property("agent")
+        .map(|_| ice.property::<glib::Object>("agent"));
+    match agent {
+        Some(agent) if agent.find_property("upnp").is_some() => agent.set_property("upnp", false),
+        _ => tracing::warn!("webrtcbin's ICE agent has no upnp setting"),
     }
 }
 
@@ -468,14 +525,13 @@ fn negotiate(
     offer: Offer,
     id: String,
     live: Arc<Liveness>,
-    reply: oneshot::Sender<Result<Answer, Refusal>>,
+    reply: Reply,
     cmd_tx: Sender<Command>,
 ) {
-    let reply = Arc::new(Mutex::new(Some(reply)));
     let fail = {
         let (reply, id, cmd_tx) = (reply.clone(), id.clone(), cmd_tx.clone());
         move |refusal: Refusal| {
-            if let Some(r) = reply.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Some(r) = take(&reply) {
                 let _ = r.send(Err(refusal));
             }
             let _ = cmd_tx.try_send(Command::WhepEnd {
@@ -494,23 +550,7 @@ fn negotiate(
             {
                 return;
             }
-            let Some(r) = reply.lock().unwrap_or_else(|p| p.into_inner()).take() else {
-                return;
-            };
-            let local =
-                w.property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description");
-            match local.and_then(|d| d.sdp().as_text().ok()) {
-                Some(sdp) => {
-                    live.answered.store(true, Ordering::Relaxed);
-                    let _ = r.send(Ok(Answer {
-                        id: id.clone(),
-                        sdp,
-                    }));
-                }
-                None => {
-                    let _ = r.send(Err(Refusal::Failed("no local description".into())));
-                }
-            }
+            send_answer(w, &reply, &id, &live, true);
         });
     }
     let desc =
@@ -542,6 +582,36 @@ fn negotiate(
         webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &answered]);
     });
     webrtc.emit_by_name::<()>("set-remote-description", &[&desc, &promise]);
+}
+
+fn take(reply: &Reply) -> Option<oneshot::Sender<Result<Answer, Refusal>>> {
+    reply.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+/// Answers with the local description, unless answered already: once ICE
+/// gathering is `complete`, or before (`complete` false) after
+/// [`GATHER_WAIT`]. An answer without a candidate is no use to a browser:
+/// refused (the session then ends, unanswered, at the next tick).
+fn send_answer(w: &gst::Element, reply: &Reply, id: &str, live: &Liveness, complete: bool) {
+    let local = w
+        .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
+        .and_then(|d| d.sdp().as_text().ok());
+    if local.is_none() && !complete {
+        // Still negotiating: the tick ends it if this goes on.
+        return;
+    }
+    let Some(r) = take(reply) else { return };
+    let _ = r.send(match local {
+        Some(sdp) if sdp.contains("a=candidate:") => {
+            live.answered.store(true, Ordering::Relaxed);
+            Ok(Answer {
+                id: id.to_string(),
+                sdp,
+            })
+        }
+        Some(_) => Err(Refusal::NoAddress),
+        None => Err(Refusal::Failed("no local description".into())),
+    });
 }
 
 /// The error a webrtcbin promise was answered with, if any.
@@ -583,6 +653,13 @@ mod tests {
             assert!(err.contains(expect), "{from} -> {to}: {err}");
         }
         assert!(Offer::parse("").is_err());
+        // mDNS candidates are left out, others kept.
+        let host = "a=candidate:1 1 udp 2113937151 192.0.2.7 40231 typ host generation 0\r\n";
+        let with_host = CHROME_OFFER.replace("a=ice-ufrag:", &format!("{host}a=ice-ufrag:"));
+        let text = Offer::parse(&with_host).unwrap().sdp.as_text().unwrap();
+        assert!(!text.contains(".local"), "{text}");
+        assert!(text.contains("192.0.2.7 40231"), "{text}");
+        assert!(CHROME_OFFER.contains(".local "));
         assert!(Offer::parse("v=0\r\n").is_err());
     }
 

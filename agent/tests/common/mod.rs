@@ -113,14 +113,39 @@ impl Harkd {
         h
     }
 
+    /// Starts harkd under `wrapper` (a command that ends by running the
+    /// program and arguments given after it: `unshare --net -- ...`),
+    /// waiting until it logs "harkd ready".
+    pub fn start_wrapped(wrapper: &[&str], config: &str) -> Harkd {
+        let h = Self::spawn_in(wrapper, config, &[], &[]);
+        h.wait_log(Duration::from_secs(30), |v| msg(v) == "harkd ready");
+        h
+    }
+
     /// Starts harkd and returns at once, without waiting for READY.
     pub fn spawn(config: &str, env: &[(&str, &str)], args: &[(&str, &str)]) -> Harkd {
+        Self::spawn_in(&[], config, env, args)
+    }
+
+    fn spawn_in(
+        wrapper: &[&str],
+        config: &str,
+        env: &[(&str, &str)],
+        args: &[(&str, &str)],
+    ) -> Harkd {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let http_port = free_port();
         let path = dir.path().join("hark.toml");
         std::fs::write(&path, fill(config, port, http_port)).unwrap();
-        let mut cmd = Command::new(HARKD);
+        let mut cmd = match wrapper.split_first() {
+            Some((w, rest)) => {
+                let mut c = Command::new(w);
+                c.args(rest).arg(HARKD);
+                c
+            }
+            None => Command::new(HARKD),
+        };
         cmd.args(["run", "--log-format", "json", "--config"])
             .arg(&path)
             .env("HARK_LOG", "info,hark_agent=debug")
