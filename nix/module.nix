@@ -153,7 +153,12 @@ in
         };
 
         http = mkOption {
-          description = "The status endpoint (`/healthz`, `/api/v1/status`, `/metrics`).";
+          description = ''
+            The HTTP endpoint: the status page at `/` with listening in the browser (WHEP),
+            `/healthz`, `/api/v1/status`, `/metrics`. Beyond loopback every path but `/healthz`
+            asks for `auth` (or `rtsp.auth`); like every setting, the password lands in the
+            world-readable Nix store.
+          '';
           default = { };
           type = table {
             listen = mkOption {
@@ -309,6 +314,15 @@ in
         message = ''
           services.hark.settings.deadman.enabled is true but services.hark.deadman.enable
           is false: the agent would exit 4 with nothing to act on it.
+        '';
+      }
+      {
+        assertion =
+          httpIsLoopback || cfg.settings.http ? auth || (cfg.settings ? rtsp && cfg.settings.rtsp ? auth);
+        message = ''
+          services.hark.settings.http.listen is beyond loopback: the status page, its events and
+          WHEP listening then need credentials. Set services.hark.settings.http.auth = { user = ...;
+          password = ...; } (or settings.rtsp.auth, used when http.auth is absent).
         '';
       }
       {

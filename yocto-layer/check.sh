@@ -109,6 +109,8 @@ READ=(
     "hark-system-conf=do_install,D,S,FILES:hark-system-conf"
     "gstreamer1.0-plugins-base=PACKAGECONFIG"
     "gstreamer1.0-plugins-good=PACKAGECONFIG"
+    "gstreamer1.0-plugins-bad=PACKAGECONFIG"
+    "libnice=PACKAGECONFIG"
 )
 WRITTEN_RDEPENDS=$("$SCRIPTS/check-gst-elements.py" --recipe "$RECIPE" --print-recipe-rdepends)
 bitbake_machine() {
@@ -223,6 +225,13 @@ jq_like() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["gstr
 jq_like "$READBACK" "$NEG/no-opus.json"
 expect_fail "opus plugin not built by the distro" "gstreamer1.0-plugins-base-opus, which is not built: gstreamer1.0-plugins-base is built without PACKAGECONFIG 'opus'" \
     "$SCRIPTS/check-gst-elements.py" --oe-core "$SRC/openembedded-core" --readback "$NEG/no-opus.json"
+# WHEP's plugins without the layer's bbappends
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["gstreamer1.0-plugins-bad"]["PACKAGECONFIG"]=d["gstreamer1.0-plugins-bad"]["PACKAGECONFIG"].replace("webrtc",""); d["libnice"]["PACKAGECONFIG"]=d["libnice"]["PACKAGECONFIG"].replace("gstreamer",""); json.dump(d,open(sys.argv[2],"w"))' \
+    "$READBACK" "$NEG/no-webrtc.json"
+expect_fail "webrtc plugin not built" "gstreamer1.0-plugins-bad-webrtc, which is not built: gstreamer1.0-plugins-bad is built without PACKAGECONFIG 'webrtc'" \
+    "$SCRIPTS/check-gst-elements.py" --oe-core "$SRC/openembedded-core" --readback "$NEG/no-webrtc.json"
+expect_fail "libnice without its GStreamer plugin" "libnice is built without PACKAGECONFIG 'gstreamer'" \
+    "$SCRIPTS/check-gst-elements.py" --oe-core "$SRC/openembedded-core" --readback "$NEG/no-webrtc.json"
 # an element in the source whose plugin is not in RDEPENDS
 rm -rf "$NEG/agent-src" && cp -a "$REPO/agent/src" "$NEG/agent-src"
 printf '\npub fn wav() { let _ = gstreamer::ElementFactory::make("wavenc").build(); }\n' >> "$NEG/agent-src/media/pipeline.rs"

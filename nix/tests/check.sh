@@ -172,7 +172,7 @@ negative unit-program-kept "does not replace /bin/kill" \
 negative default-differs "default settings: rtsp.port = 8555, configs/hark.toml documents 8554" \
   "sed -i 's/default = 8554;/default = 8555;/' nix/module.nix"
 negative harkd-rejects "harkd check-config rejects the rendered settings" \
-  "sed -i 's/default = \"127.0.0.1:8780\";/default = \"0.0.0.0:8780\";/' nix/module.nix"
+  "sed -i 's/default = \"127.0.0.1:8780\";/default = \"127.0.0.1:0\";/' nix/module.nix"
 negative flake-module-path "module must be a function or an attribute set" \
   "sed -i 's|nixosModules.hark = import ./nix/module.nix;|nixosModules.hark = ./nix/module.nix;|' flake.nix"
 negative flake-output-missing "flake structure: packages.aarch64-linux" \

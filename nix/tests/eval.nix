@@ -91,6 +91,10 @@ in
         settings.http = {
           listen = "0.0.0.0:9000";
           allow_non_loopback = true;
+          auth = {
+            user = "op";
+            password = "page-pass";
+          };
         };
         settings.rtsp.port = 554;
       })
@@ -147,6 +151,14 @@ in
       })
     ];
     stateDirOutside = failsWith [ (hark { settings.devices.state_dir = "/srv/hark"; }) ];
+    httpWithoutCredentials = failsWith [
+      (hark {
+        settings.http = {
+          listen = "0.0.0.0:8780";
+          allow_non_loopback = true;
+        };
+      })
+    ];
   };
 
   package = {

@@ -201,7 +201,9 @@ def main():
     pg = rb["packagegroup-hark"]
     want({"harkd", "hark-system-conf"} <= set((pg.get("RDEPENDS:packagegroup-hark") or "").split()),
          "packagegroup-hark does not pull harkd and hark-system-conf")
-    for recipe, flag in (("gstreamer1.0-plugins-base", "opus"), ("gstreamer1.0-plugins-base", "alsa")):
+    for recipe, flag in (("gstreamer1.0-plugins-base", "opus"), ("gstreamer1.0-plugins-base", "alsa"),
+                         ("gstreamer1.0-plugins-bad", "webrtc"), ("gstreamer1.0-plugins-bad", "srtp"),
+                         ("gstreamer1.0-plugins-bad", "dtls"), ("libnice", "gstreamer")):
         want(flag in (rb[recipe].get("PACKAGECONFIG") or "").split(), "%s is built without %s" % (recipe, flag))
     sc = rb["hark-system-conf"]
     sdone = [d for s, d in installs(sc.get("do_install") or "", sc["D"], sc["S"])]

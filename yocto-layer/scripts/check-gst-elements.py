@@ -58,6 +58,9 @@ DEBIAN_SOURCE_TO_RECIPE = {
     "gst-plugins-ugly1.0": "gstreamer1.0-plugins-ugly",
     "gst-libav1.0": "gstreamer1.0-libav",
     "gst-rtsp-server1.0": "gstreamer1.0-rtsp-server",
+    # meta-oe's libnice ships its GStreamer plugin (nicesrc, nicesink) in its
+    # main package when its PACKAGECONFIG has "gstreamer".
+    "libnice": "libnice",
 }
 
 # Elements libgstrtspserver creates for every media (RTP over UDP and TCP
@@ -65,6 +68,17 @@ DEBIAN_SOURCE_TO_RECIPE = {
 # appsrc and appsink for TCP, queue, tee, funnel).
 RTSP_SERVER_ELEMENTS = ["rtpbin", "udpsrc", "multiudpsink", "appsrc", "appsink",
                         "queue", "tee", "funnel"]
+# Elements webrtcbin creates for every session (WHEP listening): ICE
+# (libnice's nicesrc/nicesink, named in libgstwebrtcnice), DTLS-SRTP
+# (dtlssrtpenc/dec, named in libgstwebrtc, which make srtpenc/dec), and its
+# own rtpbin, rtpfunnel, queue and capsfilter (named in the webrtc plugin).
+WEBRTCBIN_ELEMENTS = {
+    "libgstwebrtcnice-1.0.so.0": ["nicesrc", "nicesink"],
+    "libgstwebrtc-1.0.so.0": ["dtlssrtpenc", "dtlssrtpdec"],
+    "gstreamer-1.0/libgstwebrtc.so": ["rtpbin", "rtpfunnel", "queue", "capsfilter"],
+}
+# Made by dtlssrtpenc/dtlssrtpdec themselves.
+DTLS_SRTP_ELEMENTS = ["srtpenc", "srtpdec"]
 # Created only when the application turns the feature on: a source pattern that
 # turns it on, and the elements it brings.
 OPTIONAL_RTSP = {
@@ -206,6 +220,12 @@ def elements_from_source(src_dir, gst):
                     errors.append("%s:%d: '%s' is written like an element in a launch description, "
                                   "but this host's GStreamer has no such element"
                                   % (rel, code.count("\n", 0, m.start()) + 1, name))
+    if "webrtcbin" in found:
+        for names in WEBRTCBIN_ELEMENTS.values():
+            for name in names:
+                found.setdefault(name, []).append(("(created by webrtcbin)", None))
+        for name in DTLS_SRTP_ELEMENTS:
+            found.setdefault(name, []).append(("(created by dtlssrtpenc/dec)", None))
     if "gstreamer_rtsp_server" in all_code:
         for name in RTSP_SERVER_ELEMENTS:
             found.setdefault(name, []).append(("(created by gst-rtsp-server)", None))
@@ -214,6 +234,17 @@ def elements_from_source(src_dir, gst):
                 for name in names:
                     found.setdefault(name, []).append(("(gst-rtsp-server feature %s)" % pattern, None))
     return found, errors
+
+
+def library_strings(name):
+    """The words in one of this host's GStreamer libraries (a name under libdir)."""
+    r = subprocess.run(["pkg-config", "--variable=libdir", "gstreamer-1.0"],
+                       capture_output=True, text=True)
+    path = os.path.join(r.stdout.strip() or "/usr/lib", name)
+    if not os.path.exists(path):
+        raise Failure("%s not found on this host (scripts/install-deps.sh installs it)" % path)
+    with open(path, "rb") as f:
+        return set(re.findall(rb"[a-z0-9]{3,}", f.read()))
 
 
 def rtsp_server_library_strings():
@@ -278,6 +309,8 @@ class OeCore:
         return text
 
     def splits(self, recipe):
+        if not recipe.startswith("gstreamer1.0"):
+            return False  # libnice (meta-oe): one package, plugin included
         return "split_gstreamer10_packages" in self.recipe_text(recipe)
 
     def condition(self, recipe, plugin):
@@ -334,6 +367,15 @@ def run(a):
         if name.encode() not in lib:
             errors.append("'%s' is not among the names in this host's libgstrtspserver: "
                           "RTSP_SERVER_ELEMENTS is out of date" % name)
+
+    for lib_name, names in WEBRTCBIN_ELEMENTS.items():
+        if "webrtcbin" not in elements:
+            break
+        found = library_strings(lib_name)
+        for name in names:
+            if name.encode() not in found:
+                errors.append("'%s' is not among the names in this host's %s: WEBRTCBIN_ELEMENTS "
+                              "is out of date" % (name, lib_name))
 
     rdeps, pkgcfg, pkgcfg_default = recipe_rdepends(a.recipe)
     recipe_name = os.path.basename(a.recipe)
@@ -420,6 +462,15 @@ def run(a):
             errors.append(err)
         elif pkg not in needed:
             errors.append("%s names %s, which no element harkd creates needs" % (where, pkg))
+    if "libnice" in needed:
+        have = readback.get("libnice", {}).get("PACKAGECONFIG")
+        if have is None:
+            errors.append("element(s) %s need libnice's GStreamer plugin, and the readback has no "
+                          "PACKAGECONFIG for libnice" % ", ".join(sorted(needed["libnice"][0])))
+        elif "gstreamer" not in have.split():
+            errors.append("element(s) %s need libnice's GStreamer plugin, which is not built: libnice "
+                          "is built without PACKAGECONFIG 'gstreamer' (its PACKAGECONFIG: %s)"
+                          % (", ".join(sorted(needed["libnice"][0])), " ".join(have.split())))
     for flag in pkgcfg_default:
         if flag not in pkgcfg:
             errors.append("PACKAGECONFIG default of %s names '%s', which has no PACKAGECONFIG[%s]"

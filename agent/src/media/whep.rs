@@ -199,17 +199,19 @@ pub(super) struct Listeners {
 
 /// The session pipeline for a stream of `codec` answering payload type `pt`.
 pub fn description(codec: Codec, pt: u8) -> String {
-    let to_opus = |decode: &str| {
-        format!(
-            "{decode}audioconvert ! audioresample ! audio/x-raw,rate=48000 ! \
-             opusenc bitrate=64000 frame-size=20 ! "
-        )
+    // Each codec's literal directly in its arm: the Yocto layer's element
+    // check reads a codec's elements from there.
+    let decode = match codec {
+        Codec::Opus | Codec::L16 => "",
+        Codec::Aac => "aacparse ! avdec_aac ! ",
+        Codec::Mp3 => "mpegaudioparse ! avdec_mp3 ! ",
     };
     let branch = match codec {
         Codec::Opus => String::new(),
-        Codec::L16 => to_opus(""),
-        Codec::Aac => to_opus("aacparse ! avdec_aac ! "),
-        Codec::Mp3 => to_opus("mpegaudioparse ! avdec_mp3 ! "),
+        _ => format!(
+            "{decode}audioconvert ! audioresample ! audio/x-raw,rate=48000 ! \
+             opusenc bitrate=64000 frame-size=20 ! "
+        ),
     };
     format!(
         "appsrc name=src ! {branch}rtpopuspay pt={pt} ! \

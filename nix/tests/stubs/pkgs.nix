@@ -78,8 +78,10 @@ let
       "gst-plugins-base"
       "gst-plugins-good"
       "gst-libav"
+      "gst-plugins-bad"
       "gst-rtsp-server"
     ] (n: fake n { bin = fake "${n}-bin" { }; });
+    libnice = fake "libnice-bin" { out = fake "libnice" { }; };
   };
 in
 pkgs

@@ -12,11 +12,13 @@ LICENSE = "MIT | Apache-2.0"
 LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=10;endline=10;md5=86b31c7756a1a7962f28b62856ed4f05"
 
 # C libraries the crates link: glib/gobject/gio-sys, gstreamer{,-base,-net}-sys,
-# gstreamer-{app,rtsp,sdp}-sys (plugins-base), gstreamer-rtsp-server-sys,
-# alsa-sys and libudev-sys (udev: provided by systemd).
+# gstreamer-{app,rtsp,sdp}-sys (plugins-base), gstreamer-webrtc-sys
+# (plugins-bad's libgstwebrtc), gstreamer-rtsp-server-sys, alsa-sys and
+# libudev-sys (udev: provided by systemd).
 DEPENDS += "alsa-lib \
             glib-2.0 \
             gstreamer1.0 \
+            gstreamer1.0-plugins-bad \
             gstreamer1.0-plugins-base \
             gstreamer1.0-rtsp-server \
             udev \
@@ -39,10 +41,11 @@ CARGO_SRC_DIR = "agent"
 CARGO_LOCK_PATH = "${S}/Cargo.lock"
 
 # Optional codecs (codec = "aac" or "mp3" in hark.toml); opus and l16 always work.
-# aac needs gstreamer1.0-libav, which has LICENSE_FLAGS = "commercial".
+# aac needs gstreamer1.0-libav, which has LICENSE_FLAGS = "commercial"; so does
+# mp3 for listening in a browser (its Opus branch decodes with avdec_mp3).
 PACKAGECONFIG ??= ""
 PACKAGECONFIG[aac] = ",,,gstreamer1.0-libav gstreamer1.0-plugins-good-audioparsers"
-PACKAGECONFIG[mp3] = ",,,gstreamer1.0-plugins-good-audioparsers gstreamer1.0-plugins-good-lame"
+PACKAGECONFIG[mp3] = ",,,gstreamer1.0-libav gstreamer1.0-plugins-good-audioparsers gstreamer1.0-plugins-good-lame"
 
 # Exactly what configs/ ships for a system install (dev.toml is for `make run`).
 do_install:append() {
@@ -91,8 +94,14 @@ CONFFILES:${PN} = "${sysconfdir}/hark/hark.toml"
 # derives the list from the agent's source. The libraries harkd links
 # (libgstreamer, libgstapp, libgstrtsp, libgstrtspserver, ...) come by shlibs.
 # base-utils: /bin/kill (ExecReload=), /bin/chgrp and /bin/chmod (the udev rule).
+# WHEP listening: webrtcbin (plugins-bad's webrtc, with dtls and srtp) and
+# libnice's nicesrc/nicesink; the layer's bbappends build those (oe-core's
+# plugins-bad lacks webrtc and srtp by default, meta-oe's libnice its plugin).
 RDEPENDS:${PN} += "${VIRTUAL-RUNTIME_base-utils} \
                    gstreamer1.0 \
+                   gstreamer1.0-plugins-bad-dtls \
+                   gstreamer1.0-plugins-bad-srtp \
+                   gstreamer1.0-plugins-bad-webrtc \
                    gstreamer1.0-plugins-base-alsa \
                    gstreamer1.0-plugins-base-app \
                    gstreamer1.0-plugins-base-audioconvert \
@@ -107,4 +116,5 @@ RDEPENDS:${PN} += "${VIRTUAL-RUNTIME_base-utils} \
                    gstreamer1.0-plugins-good-rtp \
                    gstreamer1.0-plugins-good-rtpmanager \
                    gstreamer1.0-plugins-good-udp \
+                   libnice \
 "
