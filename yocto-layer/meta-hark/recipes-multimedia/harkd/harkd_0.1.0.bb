@@ -27,7 +27,7 @@ DEPENDS += "alsa-lib \
 # The released tree. A local checkout is built with EXTERNALSRC instead (see
 # the layer's documentation). harkd-crates.inc must match Cargo.lock at SRCREV.
 SRC_URI = "git://github.com/hark-audio/hark.git;protocol=https;branch=main"
-SRCREV = "7dae9c850b3af87f208adc1a717dbaac99f7565d"
+SRCREV = "13e64990316f4f24d6a31e79fb59cc8a84794ab9"
 
 inherit cargo cargo-update-recipe-crates features_check pkgconfig systemd useradd
 
