@@ -9,10 +9,11 @@
 set -euo pipefail
 here=$(dirname "$(realpath "$0")")
 
-# Build: headers, libraries and .pc files of what harkd links.
+# Build: headers, libraries and .pc files of what harkd links (plugins-bad:
+# libgstwebrtc, for WHEP).
 # Guest (make hil-aarch64): the kernel and modules, busybox, udev, kmod, and the
 # GStreamer plugins harkd and the guest's player load at run time.
-AARCH64_PACKAGES=libc6-dev,libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libgstrtspserver-1.0-dev,libudev-dev,libasound2-dev,libglib2.0-dev,linux-image-arm64,busybox-static,udev,kmod,gstreamer1.0-plugins-base,gstreamer1.0-plugins-good,gstreamer1.0-alsa,gstreamer1.0-libav,gstreamer1.0-tools
+AARCH64_PACKAGES=libc6-dev,libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libgstreamer-plugins-bad1.0-dev,libgstrtspserver-1.0-dev,libudev-dev,libasound2-dev,libglib2.0-dev,linux-image-arm64,busybox-static,udev,kmod,gstreamer1.0-plugins-base,gstreamer1.0-plugins-good,gstreamer1.0-alsa,gstreamer1.0-libav,gstreamer1.0-tools
 
 # The cross C toolchain, mmdebstrap for the tree, QEMU for arm64 (system: the
 # hardware tests; user: scripts/check-aarch64.sh).
