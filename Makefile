@@ -7,7 +7,7 @@ CONFIG ?= configs/dev.toml
 # in configs/dbus installed).
 BUS ?= none
 
-.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench bench-groups bench-recording churn soak drift fuzz hil hil-aarch64 fresh-check check-image check-layer clean
+.PHONY: all deps build build-aarch64 check-aarch64 run test lint bench bench-groups bench-recording bench-web churn soak drift fuzz hil hil-aarch64 fresh-check check-image check-layer clean
 
 all: build
 
@@ -101,6 +101,12 @@ bench-groups: build
 # Opus (Ogg) and L16 (FLAC), as ratios per rep (scripts/record_cost.py).
 bench-recording: build
 	/usr/bin/python3 scripts/record_cost.py
+
+# What listening in a browser costs: one stream alone, with an RTSP client, with
+# 1 and 4 browsers listening over WHEP (headless Chromium), Opus and L16, as
+# ratios per rep (scripts/web_cost.py).
+bench-web: build
+	"$$(scripts/browser-venv.sh)" scripts/web_cost.py
 
 # 10,000 mixed RTSP sessions (TCP and UDP, TEARDOWN or vanishing mid-PLAY,
 # DESCRIBE probes) on one running stream: none may fail, and RSS, descriptors and

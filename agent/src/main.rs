@@ -235,6 +235,20 @@ fn main() -> ExitCode {
                         ""
                     }
                 );
+                let h = &c.http;
+                println!(
+                    "http: http://{}/ (status page; {}; {})",
+                    h.listen,
+                    match h.max_listeners {
+                        0 => "browser listening off".to_string(),
+                        n => format!("up to {n} browsers listening"),
+                    },
+                    match (&h.auth, c.rtsp.auth == h.auth) {
+                        (None, _) => "no credentials asked",
+                        (Some(_), true) => "the RTSP credentials asked",
+                        (Some(_), false) => "credentials asked",
+                    }
+                );
                 let d = &c.devices;
                 if d.enabled {
                     println!(

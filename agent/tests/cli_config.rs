@@ -262,3 +262,32 @@ fn check_config_lists_webhooks_without_their_secrets() {
         assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
     }
 }
+
+/// `check-config` says where the page is, how many may listen, and whether
+/// credentials are asked (never which).
+#[test]
+fn check_config_says_where_the_page_is_and_whether_it_asks_for_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hark.toml");
+    let cases = [
+        (
+            "[http]\n",
+            "http: http://127.0.0.1:8780/ (status page; up to 8 browsers listening; no credentials asked)",
+        ),
+        (
+            "[rtsp.auth]\nuser = \"u\"\npassword = \"rtsp-pw\"\n[http]\nlisten = \"0.0.0.0:8780\"\nallow_non_loopback = true\nmax_listeners = 0\n",
+            "http: http://0.0.0.0:8780/ (status page; browser listening off; the RTSP credentials asked)",
+        ),
+        (
+            "[http]\nmax_listeners = 2\n[http.auth]\nuser = \"op\"\npassword = \"page-pw\"\n",
+            "http: http://127.0.0.1:8780/ (status page; up to 2 browsers listening; credentials asked)",
+        ),
+    ];
+    for (text, line) in cases {
+        std::fs::write(&path, text).unwrap();
+        let (code, out, err) = check(&path);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(&format!("{line}\n")), "{text}: {out}");
+        assert!(!out.contains("-pw"), "{out}");
+    }
+}

@@ -756,3 +756,80 @@ fn beyond_loopback_the_endpoint_asks_for_the_rtsp_credentials() {
         started.elapsed()
     );
 }
+
+/// Recordings on the page: listed newest first with their size, downloaded
+/// whole; a file harkd did not name, a link named like a segment and paths
+/// that climb out of the directory are neither listed nor served.
+#[test]
+fn recordings_are_listed_and_downloaded_and_nothing_else_is_served() {
+    let rec = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n[devices]\nenabled = false\n\
+         [recording]\ndirectory = \"{}\"\nmin_free_bytes = 0\n\n\
+         [[stream]]\nname = \"tone\"\nsource = \"tone\"\ntone_hz = 440.0\ncodec = \"opus\"\nrecord = true\n",
+        rec.path().display()
+    );
+    let h = Harkd::start(&config);
+    let dir = rec.path().join("tone");
+    wait_until(Duration::from_secs(10), "a segment with audio", || {
+        std::fs::read_dir(&dir).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.metadata().is_ok_and(|m| m.len() > 4096))
+        })
+    });
+    std::fs::write(dir.join("notes.txt"), "not a recording").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("tone_20200101T000000Z.opus")).unwrap();
+    let list: Value = serde_json::from_str(&http_get(h.http_port, "/api/v1/recordings")).unwrap();
+    let files = list.as_array().unwrap();
+    assert_eq!(files.len(), 1, "{list}");
+    let f = &files[0];
+    assert_eq!(f["stream"], "tone");
+    let name = f["file"].as_str().unwrap();
+    assert!(name.starts_with("tone_") && name.ends_with(".opus"), "{f}");
+    assert_eq!(f["url"], format!("/recordings/tone/{name}"));
+    let (head, body) = get_bytes(h.http_port, f["url"].as_str().unwrap());
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(header(&head, "content-type"), Some("audio/ogg"));
+    let len: usize = header(&head, "content-length").unwrap().parse().unwrap();
+    let on_disk = std::fs::read(dir.join(name)).unwrap();
+    // The segment grows; what was promised is its length when opened.
+    assert!(
+        len > 4096 && body.len() == len,
+        "{len} promised, {} sent",
+        body.len()
+    );
+    assert!(
+        body.starts_with(b"OggS") && on_disk.starts_with(&body),
+        "not the file's bytes"
+    );
+    for path in [
+        "/recordings/tone/notes.txt",
+        "/recordings/tone/tone_20200101T000000Z.opus",
+        "/recordings/tone/..%2F..%2Fetc%2Fpasswd",
+        "/recordings/../../etc/passwd",
+        "/recordings/tone/../tone/x.opus",
+        "/recordings/tone",
+        "/recordings/.tone/tone_20200101T000000Z.opus",
+    ] {
+        let (code, resp) = common::http_get_full(h.http_port, path);
+        assert_eq!(code, 404, "{path}: {resp}");
+        assert!(!resp.contains("root:"), "{path}");
+    }
+}
+
+/// GET `path`: the response head as text and the body as bytes.
+fn get_bytes(port: u16, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let body = out.split_off(end);
+    (String::from_utf8(out).unwrap(), body)
+}
