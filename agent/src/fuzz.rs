@@ -244,7 +244,10 @@ pub fn http(data: &[u8]) {
             .build()
             .expect("a runtime")
     });
-    let (_tx, snapshot) = tokio::sync::watch::channel(crate::state::Snapshot::default());
+    // No sender: an event stream (`/api/v1/events`) sends its first event and
+    // ends, as it does when the agent stops, instead of waiting for changes.
+    let (tx, snapshot) = tokio::sync::watch::channel(crate::state::Snapshot::default());
+    drop(tx);
     let ctx = Arc::new(crate::http::Context::new(snapshot, 8554));
     let out = rt.block_on(async move {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
