@@ -158,8 +158,8 @@ fn tones(config: &str) -> Harkd {
 }
 
 /// The README's picture: the test tone and two USB mics (fixture devices on
-/// FIFO-fed ALSA PCMs), one sent as Opus, one as L16 (listened to through an
-/// Opus branch). The page lists them with their identities, its meters follow
+/// FIFO-fed ALSA PCMs), one sent as Opus, one as L16, and tones as AAC and
+/// MP3 (the last three listened to through an Opus branch each). The page lists them with their identities, its meters follow
 /// a mic muted and unmuted, and listening in the browser receives audio that
 /// is not silent (WebRTC's own counters and the page's analyser).
 #[test]
@@ -205,7 +205,9 @@ fn the_page_lists_the_mics_follows_their_levels_and_plays_them_in_a_real_browser
         .map(|m| m.alsa_config_path.split_once(':').unwrap().1.to_string())
         .fold("/usr/share/alsa/alsa.conf".to_string(), |a, c| a + ":" + &c);
     let config = format!(
-        "{TONES}\n[devices]\nstate_dir = \"{}\"\nalsa_device = \"hark_mic{{card}}\"\n\n\
+        "{TONES}\n[[stream]]\nname = \"aac-tone\"\nsource = \"tone\"\ntone_hz = 550.0\ncodec = \"aac\"\n\n\
+         [[stream]]\nname = \"mp3-tone\"\nsource = \"tone\"\ntone_hz = 770.0\ncodec = \"mp3\"\n\n\
+         [devices]\nstate_dir = \"{}\"\nalsa_device = \"hark_mic{{card}}\"\n\n\
          [[device]]\nname = \"field\"\nserial = \"HIL-A1B2\"\n\n\
          [[device]]\nname = \"desk\"\nvendor_product = \"0d8c:0014\"\ncodec = \"l16\"\n",
         tree.path().join("state").display()
@@ -219,7 +221,7 @@ fn the_page_lists_the_mics_follows_their_levels_and_plays_them_in_a_real_browser
             ("--procfs-root", proc.to_str().unwrap()),
         ],
     );
-    for s in ["field", "desk", "test-tone"] {
+    for s in ["field", "desk", "test-tone", "aac-tone", "mp3-tone"] {
         h.wait_log(Duration::from_secs(20), |v| {
             is_event(v, "audio is flowing", s)
         });
@@ -232,6 +234,8 @@ fn the_page_lists_the_mics_follows_their_levels_and_plays_them_in_a_real_browser
         "test-tone",
         "field",
         "desk",
+        "aac-tone",
+        "mp3-tone",
     ]);
     let listed = b.wait("listed", Duration::from_secs(60));
     // The meters are being sampled now, for 4 s: the field mic goes quiet for
@@ -252,7 +256,14 @@ fn the_page_lists_the_mics_follows_their_levels_and_plays_them_in_a_real_browser
         .iter()
         .map(|s| s.as_str().unwrap())
         .collect();
-    for s in ["test-tone", "raw-tone", "field", "desk"] {
+    for s in [
+        "test-tone",
+        "raw-tone",
+        "aac-tone",
+        "mp3-tone",
+        "field",
+        "desk",
+    ] {
         assert!(streams.contains(&s), "{s} not listed: {streams:?}");
     }
     let devices = listed["devices"].to_string();
@@ -292,7 +303,7 @@ fn the_page_lists_the_mics_follows_their_levels_and_plays_them_in_a_real_browser
         "{tone:?}"
     );
 
-    for s in ["test-tone", "field", "desk"] {
+    for s in ["test-tone", "field", "desk", "aac-tone", "mp3-tone"] {
         let l = &done["listened"][s];
         let (first, second) = (&l["first"], &l["second"]);
         assert_eq!(second["state"], "connected", "{s}: {l}");
@@ -317,7 +328,7 @@ fn the_page_lists_the_mics_follows_their_levels_and_plays_them_in_a_real_browser
     assert_eq!(done["errors"], serde_json::json!([]), "{done}");
     // Stop sends DELETE: no listener left behind.
     wait_until(Duration::from_secs(5), "listeners gone", || {
-        ["test-tone", "field", "desk"]
+        ["test-tone", "field", "desk", "aac-tone", "mp3-tone"]
             .iter()
             .all(|s| clients(&h, s) == 0)
     });
