@@ -2,7 +2,8 @@
 # yocto-check-layer on meta-hark (oe-core's own layer compatibility test: README,
 # SECURITY, parse, world signatures with and without the layer, ...). Takes about
 # 20 minutes on 2 shared cores, so it is `make check-layer`, not part of every CI
-# run. meta-oe (the dependency) is added but not tested itself.
+# run. meta-oe, meta-python and meta-multimedia (the dependencies) are added
+# but not tested themselves.
 # Offline; the same inputs as check.sh (see lib.sh). Log: target/yocto/check-layer.log
 . "$(dirname "$0")/lib.sh"
 STEP=check-layer
@@ -12,7 +13,7 @@ bb_user_setup
 unpack_all
 B=$Y/build-check-layer
 # The build directory holds only oe-core; yocto-check-layer adds the layer and
-# its dependency (meta-oe, for libopus) itself.
+# its dependencies (meta-oe, meta-python, meta-multimedia) themselves.
 # The default distro (nodistro): the signature test compares the world's task
 # signatures with and without meta-hark, which must not change them.
 rm -rf "$B"
@@ -26,9 +27,9 @@ PACKAGE_CLASSES = "package_ipk"
 CONF_VERSION = "2"
 EOC
 echo "BBLAYERS = \"$SRC/openembedded-core/meta\"" > "$B/conf/bblayers.conf"
-log "yocto-check-layer $LAYER (dependency meta-oe), MACHINE qemuarm64"
+log "yocto-check-layer $LAYER (dependencies meta-oe, meta-python, meta-multimedia), MACHINE qemuarm64"
 set +e
-bb_run "$B" "yocto-check-layer '$LAYER' --dependency '$SRC/meta-openembedded/meta-oe' --no-auto-dependency --no-auto --machines qemuarm64" 2>&1 | tee "$Y/check-layer.log"
+bb_run "$B" "yocto-check-layer '$LAYER' --dependency '$SRC/meta-openembedded/meta-oe' '$SRC/meta-openembedded/meta-python' '$SRC/meta-openembedded/meta-multimedia' --no-auto-dependency --no-auto --machines qemuarm64" 2>&1 | tee "$Y/check-layer.log"
 rc=${PIPESTATUS[0]}
 set -e
 log "yocto-check-layer exit code $rc after $(elapsed "$start") s"

@@ -113,6 +113,10 @@ READ=(
     "libnice=PACKAGECONFIG"
 )
 WRITTEN_RDEPENDS=$("$SCRIPTS/check-gst-elements.py" --recipe "$RECIPE" --print-recipe-rdepends)
+# meta-openembedded's layers meta-hark needs: meta-oe (libopus, libnice) and
+# meta-multimedia (libsrtp, for webrtcbin), which needs meta-python.
+OE_LAYERS="$SRC/meta-openembedded/meta-oe $SRC/meta-openembedded/meta-python $SRC/meta-openembedded/meta-multimedia"
+
 bitbake_machine() {
     local machine=$1 layers=$2 extra=${3:-} B=$Y/build-$1 t
     STEP=$machine
@@ -137,7 +141,7 @@ bitbake_machine() {
 # SRC_URI at SRCREV from a mirror of this repository (PREMIRRORS), the crates of
 # harkd-crates.inc from cargo's download cache, each checked by bitbake against
 # its sha256sum; the host's git instead of building git-native.
-bitbake_machine qemuarm64 "$SRC/meta-openembedded/meta-oe" \
+bitbake_machine qemuarm64 "$OE_LAYERS" \
     "PREMIRRORS:prepend = \"git://github.com/hark-audio/.* git://$Y/git-mirror/BASENAME;protocol=file \\n\"
 ASSUME_PROVIDED += \"git-native\""
 
@@ -184,7 +188,7 @@ printf '%s\n' "$out" | grep -q -E "Checksum mismatch|checksum.*mismatch" ||
     { printf '%s\n' "$out" | tail -20 >&2; die "negative test 'crate checksum': failed without a checksum message"; }
 log "negative test 'crate checksum' fails as it must: $(printf '%s\n' "$out" | grep -m1 -i -E 'checksum mismatch' | cut -c1-200)"
 timed "negative: corrupt crate stops do_fetch" "$(elapsed "$t")"
-bitbake_machine raspberrypi4-64 "$SRC/meta-openembedded/meta-oe $SRC/meta-raspberrypi" \
+bitbake_machine raspberrypi4-64 "$OE_LAYERS $SRC/meta-raspberrypi" \
     'LICENSE_FLAGS_ACCEPTED = "synaptics-killswitch"'
 
 # ---- 5. GStreamer elements ---------------------------------------------------------
@@ -225,7 +229,7 @@ jq_like() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["gstr
 jq_like "$READBACK" "$NEG/no-opus.json"
 expect_fail "opus plugin not built by the distro" "gstreamer1.0-plugins-base-opus, which is not built: gstreamer1.0-plugins-base is built without PACKAGECONFIG 'opus'" \
     "$SCRIPTS/check-gst-elements.py" --oe-core "$SRC/openembedded-core" --readback "$NEG/no-opus.json"
-# WHEP's plugins without the layer's bbappends
+# WHEP's plugins without the distro's PACKAGECONFIG lines
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d["gstreamer1.0-plugins-bad"]["PACKAGECONFIG"]=d["gstreamer1.0-plugins-bad"]["PACKAGECONFIG"].replace("webrtc",""); d["libnice"]["PACKAGECONFIG"]=d["libnice"]["PACKAGECONFIG"].replace("gstreamer",""); json.dump(d,open(sys.argv[2],"w"))' \
     "$READBACK" "$NEG/no-webrtc.json"
 expect_fail "webrtc plugin not built" "gstreamer1.0-plugins-bad-webrtc, which is not built: gstreamer1.0-plugins-bad is built without PACKAGECONFIG 'webrtc'" \
@@ -243,7 +247,7 @@ L=$(fresh_copy compat)
 sed -i 's/^LAYERSERIES_COMPAT_hark = .*/LAYERSERIES_COMPAT_hark = "scarthgap"/' "$L/conf/layer.conf"
 B=$NEG/build-compat; rm -rf "$B"; mkdir -p "$B/conf"
 cp "$Y/build-qemuarm64/conf/local.conf" "$B/conf/local.conf"
-echo "BBLAYERS = \"$SRC/openembedded-core/meta $SRC/meta-openembedded/meta-oe $L\"" > "$B/conf/bblayers.conf"
+echo "BBLAYERS = \"$SRC/openembedded-core/meta $OE_LAYERS $L\"" > "$B/conf/bblayers.conf"
 expect_fail "wrong LAYERSERIES_COMPAT" "Layer hark is not compatible with the core layer which only supports these series: wrynose \(layer is compatible with scarthgap\)" \
     bb_run "$B" "bitbake -e"
 

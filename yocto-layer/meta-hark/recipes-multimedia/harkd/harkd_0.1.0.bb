@@ -95,7 +95,7 @@ CONFFILES:${PN} = "${sysconfdir}/hark/hark.toml"
 # (libgstreamer, libgstapp, libgstrtsp, libgstrtspserver, ...) come by shlibs.
 # base-utils: /bin/kill (ExecReload=), /bin/chgrp and /bin/chmod (the udev rule).
 # WHEP listening: webrtcbin (plugins-bad's webrtc, with dtls and srtp) and
-# libnice's nicesrc/nicesink; the layer's bbappends build those (oe-core's
+# libnice's nicesrc/nicesink; the hark distro builds those (oe-core's
 # plugins-bad lacks webrtc and srtp by default, meta-oe's libnice its plugin).
 RDEPENDS:${PN} += "${VIRTUAL-RUNTIME_base-utils} \
                    gstreamer1.0 \
