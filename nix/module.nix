@@ -170,7 +170,12 @@ in
             allow_non_loopback = mkOption {
               type = types.bool;
               default = false;
-              description = "Allow `listen` to be a non-loopback address.";
+              description = "Allow `listen` to be a non-loopback address (then `auth` or `rtsp.auth` is required).";
+            };
+            max_listeners = mkOption {
+              type = types.ints.between 0 64;
+              default = 8;
+              description = "Browsers listening at once over WHEP, all streams together; 0 turns listening off.";
             };
           };
         };

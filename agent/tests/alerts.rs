@@ -404,10 +404,12 @@ fn https_receivers_are_checked_against_the_ca_file_or_the_built_in_roots() {
     rx.wait_for("agent_started over TLS", |r| !r.is_empty());
     let status = common::wait_for(
         Duration::from_secs(30),
-        "the untrusted one given up on",
+        "the untrusted one given up on, the trusted one counted",
         || {
             let s = alerts_status(&h);
-            if s[1]["failed"] == 1 {
+            // The receiver has the request before harkd has read the
+            // answer and counted it: wait for the count too.
+            if s[1]["failed"] == 1 && s[0]["sent"] == 1 {
                 Ok(s)
             } else {
                 Err(format!("{s:#?}"))

@@ -161,7 +161,11 @@ fn routes_status_codes_json_and_metrics() {
     assert_eq!(code, 503);
     assert!(body(&resp).is_empty());
     assert_eq!(get(h.http_port, "/nope").0, 404);
-    assert_eq!(get(h.http_port, "/").0, 404);
+    // `/` is the status page (agent/tests/web.rs tests it in a browser).
+    let (code, page) = get(h.http_port, "/");
+    assert_eq!(code, 200);
+    assert!(page.contains("<script src=\"/app.js\""), "{page}");
+    assert_eq!(get(h.http_port, "/index.html").0, 404);
     let (code, resp) = raw(
         h.http_port,
         b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

@@ -322,6 +322,7 @@ impl Listeners {
         self.report(stream, fanout);
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             fanout.detach(appsrc_id);
+            self.report(stream, fanout);
             let _ = pipeline.set_state(gst::State::Null);
             return Err(format!("the pipeline refused to start: {e}"));
         }
@@ -347,6 +348,13 @@ impl Listeners {
             return false;
         };
         let (stream, fanout) = (s.stream.clone(), s.fanout.clone());
+        // A session ended before its answer (its pipeline failed, its stream
+        // went): the offer is told so now, not when its wait runs out.
+        if let Some(r) = take(&s.reply) {
+            let _ = r.send(Err(Refusal::Failed(
+                "the session ended before it was answered".into(),
+            )));
+        }
         close(id, s);
         self.report(&stream, &fanout);
         true
