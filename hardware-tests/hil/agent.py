@@ -4,10 +4,10 @@ objects, and waits on them."""
 
 import json
 
-from .common import wait_until
+from .common import HTTP_PASSWORD, HTTP_USER, wait_until
 
 
-GUEST_CONFIG = """
+GUEST_CONFIG = f"""
 [rtsp]
 bind = "0.0.0.0"
 port = 8554
@@ -15,6 +15,10 @@ port = 8554
 [http]
 listen = "0.0.0.0:8780"
 allow_non_loopback = true
+
+[http.auth]
+user = "{HTTP_USER}"
+password = "{HTTP_PASSWORD}"
 
 [devices]
 enabled = true

@@ -6,6 +6,9 @@ import time
 
 # hardware-tests/
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The fast tier's harkd listens for HTTP on every guest address (the host
+# reaches it through QEMU's port forward), so it asks for credentials.
+HTTP_USER, HTTP_PASSWORD = "hil", "hil-http-pass"
 
 
 class HilError(Exception):

@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.request
 
-from .common import HilError, free_port, wait_until
+from .common import HTTP_PASSWORD, HTTP_USER, HilError, free_port, wait_until
 
 
 def kvm_works(artifacts):
@@ -188,7 +188,9 @@ class Guest:
 
     def http_json(self, path, timeout=5):
         url = f"http://127.0.0.1:{self.http_port}{path}"
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        creds = base64.b64encode(f"{HTTP_USER}:{HTTP_PASSWORD}".encode()).decode()
+        req = urllib.request.Request(url, headers={"Authorization": f"Basic {creds}"})
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read())
 
     def close(self):
