@@ -113,16 +113,18 @@ fn page_url(h: &Harkd) -> String {
     format!("http://127.0.0.1:{}/", h.http_port)
 }
 
+/// One HTTP/1.1 request, the connection closed after it; `headers` are whole
+/// lines ("Name: value\r\n").
+fn request_text(method: &str, path: &str, headers: &str, body: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// A request to the endpoint: (status, whole response).
 fn request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
-    http_raw(
-        port,
-        format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    )
+    http_raw(port, request_text(method, path, headers, body).as_bytes())
 }
 
 fn offer(port: u16, stream: &str, sdp: &str) -> (u16, String) {
@@ -622,25 +624,25 @@ fn malformed_offers_get_400_and_leave_nothing() {
     assert_eq!((fds1, threads1), (fds0, threads0), "fds, threads");
 }
 
+/// An `Authorization: Basic` header line, encoded by coreutils' base64 (not
+/// by harkd's own encoder, which is what is under test).
 fn basic(user: &str, password: &str) -> String {
     use std::io::Write;
-    let mut enc = Vec::new();
-    let raw = format!("{user}:{password}");
-    let out = Command::new("base64")
+    let mut c = Command::new("base64")
         .arg("-w0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(raw.as_bytes())?;
-            let o = c.wait_with_output()?;
-            enc = o.stdout;
-            Ok(())
-        });
-    out.unwrap();
+        .expect("base64 (coreutils)");
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{user}:{password}").as_bytes())
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
     format!(
         "Authorization: Basic {}\r\n",
-        String::from_utf8(enc).unwrap()
+        String::from_utf8(out.stdout).unwrap()
     )
 }
 
@@ -730,10 +732,7 @@ fn beyond_loopback_the_endpoint_asks_for_the_rtsp_credentials() {
     let netns = format!("/proc/{}/ns/net", h.pid());
     let port = h.http_port;
     let send = |method: &str, path: &str, headers: &str, body: &str| -> (u16, String) {
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
+        let req = request_text(method, path, headers, body);
         let script = "import socket,sys\ns=socket.create_connection((sys.argv[1],int(sys.argv[2])),10)\n\
                       s.sendall(sys.stdin.buffer.read())\nout=b''\nwhile True:\n d=s.recv(65536)\n if not d: break\n out+=d\n\
                       sys.stdout.buffer.write(out)\n";
@@ -834,16 +833,7 @@ fn recordings_are_listed_and_downloaded_and_nothing_else_is_served() {
 
 /// GET `path`: the response head as text and the body as bytes.
 fn get_bytes(port: u16, path: &str) -> (String, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
+    let mut out = common::http_raw_bytes(port, request_text("GET", path, "", "").as_bytes());
     let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let body = out.split_off(end);
     (String::from_utf8(out).unwrap(), body)

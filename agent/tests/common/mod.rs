@@ -994,6 +994,18 @@ fn open_for_write(fifo: &Path, _stop: &AtomicBool) -> std::io::Result<std::fs::F
 /// neither answers nor closes within 10 s fails the test: holding a connection
 /// is not refusing it.
 pub fn http_raw(port: u16, request: &[u8]) -> (u16, String) {
+    let out = http_raw_bytes(port, request);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// As [`http_raw`], the whole response as bytes (a binary body intact).
+pub fn http_raw_bytes(port: u16, request: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // The server may close before reading everything (a refusal): not an error.
@@ -1013,13 +1025,7 @@ pub fn http_raw(port: u16, request: &[u8]) -> (u16, String) {
         }
         _ => {}
     }
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    out
 }
 
 pub fn http_get_full(port: u16, path: &str) -> (u16, String) {
