@@ -257,7 +257,7 @@ in
             Besides `name` and `source`, a stream takes `device` and
             `alsa_buffer_ms` (alsa), `tone_hz` and `tone_dbfs` (tone), and the
             encoding keys `codec`, `bitrate`, `sample_rate`, `channels`,
-            `gain_db`, `highpass_hz`. The default is the shipped test tone; set
+            `gain_db`, `highpass_hz`, `frame_ms`. The default is the shipped test tone; set
             `[ ]` to serve only discovered microphones.
           '';
           default = [

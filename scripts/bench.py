@@ -10,6 +10,7 @@ Measures:
                        RTSP reader each (ffmpeg -rtsp_transport tcp, decoding to
                        mono 48 kHz s16le); harkd's CPU, the readers' apart
       floor            N x gst-launch-1.0 audiotestsrc ! opusenc ! fakesink
+    Every side encodes Opus frames of BENCH_FRAME_MS (60, harkd's default frame_ms).
       +2 handoffs      the floor with two queues (streaming-thread handoffs) and a
                        payloader: the thread structure harkd has per client (its
                        client queue, and gst-rtsp-server's TCP send thread)
@@ -46,7 +47,8 @@ benchmark with exit status 1 and a message naming the client: a dead or stalled
 client would lower the CPU it is charged to.
 
 Knobs (environment): BENCH_REPS (3), BENCH_MAX_REPS (7), BENCH_WINDOW (8 s),
-BENCH_CPU_BUDGET (540 s), BENCH_PEER_NS (1,4,16), BENCH_HIL_LOG (target/bench/hil.log).
+BENCH_CPU_BUDGET (540 s), BENCH_PEER_NS (1,4,16), BENCH_HIL_LOG (target/bench/hil.log),
+BENCH_FRAME_MS (60: the Opus frame duration of every side, harkd's frame_ms).
 
 Self-test of the client checks; it must fail (exit 1) naming the client:
     BENCH_SELFTEST_KILL_CLIENT=1 BENCH_REPS=1 BENCH_WINDOW=4 /usr/bin/python3 scripts/bench.py
@@ -82,6 +84,7 @@ WINDOW = float(os.environ.get("BENCH_WINDOW", "8"))
 CPU_BUDGET = float(os.environ.get("BENCH_CPU_BUDGET", "540"))
 HIL_LOG = os.environ.get("BENCH_HIL_LOG", os.path.join(ROOT, "target/bench/hil.log"))
 SELFTEST = os.environ.get("BENCH_SELFTEST_KILL_CLIENT", "")
+FRAME_MS = int(os.environ.get("BENCH_FRAME_MS", "60"))
 WARMUP = 2.0
 PORT = 28554
 PEER_PORT = 28555
@@ -202,7 +205,8 @@ def start_pusher(name, i, url, tmp):
             ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
              "-progress", path, "-stats_period", "0.1", "-re", "-f", "lavfi",
              "-i", f"sine=frequency={300 + 10 * i}:sample_rate=48000", "-ac", "2",
-             "-c:a", "libopus", "-b:a", "128k", "-f", "rtsp", url],
+             "-c:a", "libopus", "-b:a", "128k", "-frame_duration", str(FRAME_MS),
+             "-f", "rtsp", url],
             stdout=subprocess.DEVNULL, stderr=log)
     return Client(f"{name} (ffmpeg pushing to {url})", proc, "pusher", path, path + ".log")
 
@@ -309,7 +313,7 @@ def harkd_config(n, port):
     for i in range(n):
         lines.append(
             f'[[stream]]\nname = "s{i}"\nsource = "tone"\ntone_hz = {300 + 10 * i}.0\n'
-            'codec = "opus"\nchannels = 2\nbitrate = 128000\n'
+            f'codec = "opus"\nchannels = 2\nbitrate = 128000\nframe_ms = {FRAME_MS}\n'
         )
     return "\n".join(lines)
 
@@ -383,7 +387,8 @@ def gst_encoder(i, handoffs):
         tail = ["queue", "!", "rtpopuspay", "!"] + ["queue", "max-size-buffers=1", "!"] * (handoffs - 1) + tail
     return subprocess.Popen(
         ["gst-launch-1.0", "-q", "audiotestsrc", "is-live=true", f"freq={300 + 10 * i}", "!",
-         "audio/x-raw,rate=48000,channels=2", "!", "opusenc", "bitrate=128000", "!"] + tail,
+         "audio/x-raw,rate=48000,channels=2", "!", "opusenc", "bitrate=128000",
+         f"frame-size={FRAME_MS}", "!"] + tail,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -817,9 +822,10 @@ def main():
             sys.exit(f"{exe} missing: run `make bench` (it builds first)")
     t_run = time.monotonic()
     say(f"# harkd benchmark {time.strftime('%Y-%m-%d %H:%M:%S')}  ({os.cpu_count()} cores, "
-        f"{REPS}-{MAX_REPS} reps x {WINDOW:g} s windows; median [min..max])")
+        f"{REPS}-{MAX_REPS} reps x {WINDOW:g} s windows; Opus frames of {FRAME_MS} ms; "
+        "median [min..max])")
     results.update(time=time.strftime("%Y-%m-%dT%H:%M:%S"), cores=os.cpu_count(), reps=REPS,
-                   max_reps=MAX_REPS, window_s=WINDOW, selftest=SELFTEST or None)
+                   max_reps=MAX_REPS, window_s=WINDOW, frame_ms=FRAME_MS, selftest=SELFTEST or None)
     took = results["section_seconds"] = {}
     mark = [time.monotonic()]
 

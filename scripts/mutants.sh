@@ -16,6 +16,7 @@ cd "$repo"
 # name | file | exact text to replace (one occurrence) | replacement | test target | test name
 mutants=(
   "format|agent/src/media/pipeline.rs|enc.sample_rate, enc.channels|enc.sample_rate, 1|rtsp|each_stream_is_served_in_its_configured_format"
+  "frame-size|agent/src/media/pipeline.rs|enc.bitrate, enc.frame_ms|enc.bitrate, 20|rtsp|opus_packets_carry_the_configured_frame_duration"
   "highpass|agent/src/media/pipeline.rs|if enc.highpass_hz > 0.0 {|if enc.highpass_hz > 1e9 {|rtsp|the_high_pass_removes_what_is_below_its_cutoff_and_keeps_what_is_above"
   "fd-leak|agent/src/media/mod.rs|    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|    std::mem::forget(std::fs::File::open(\"/dev/null\"));\n    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|devices|device_churn_leaks_no_fds_threads_or_memory"
   "memory-leak|agent/src/media/mod.rs|    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|    std::mem::forget(vec![1u8; 16 * 1024]);\n    if let Err(e) = capture.pipeline.set_state(gst::State::Playing) {|devices|device_churn_leaks_no_fds_threads_or_memory"

@@ -225,6 +225,51 @@ fn each_stream_is_served_in_its_configured_format() {
     ffmpeg_pull(&h.url("gain"), "tcp", 2.0).assert_tone(1.9, 500.0, -9.0);
 }
 
+/// Opus packets carry `frame_ms` of audio: 60 ms unless configured (a third of
+/// the packets, and of the per-packet work, of 20 ms), as set in a stream or
+/// in `[defaults]`. Read from the packets themselves: RTP timestamps (48 kHz)
+/// step by 48 per ms, and the packets come at that pace.
+#[test]
+fn opus_packets_carry_the_configured_frame_duration() {
+    let tone = "source = \"tone\"\ntone_hz = 500.0\ncodec = \"opus\"\n";
+    let cfg = format!(
+        "[rtsp]\nbind = \"127.0.0.1\"\nport = @PORT@\n\n\
+        [[stream]]\nname = \"default\"\n{tone}\n\
+        [[stream]]\nname = \"short\"\n{tone}frame_ms = 20\n\n\
+        [[stream]]\nname = \"forty\"\n{tone}frame_ms = 40\n"
+    );
+    let h = Harkd::start(&cfg);
+    for (stream, ms) in [("default", 60u32), ("short", 20), ("forty", 40)] {
+        wait_running(&h, stream);
+        let mut c =
+            common::rtsp_client::Client::connect(&h.url(stream), Duration::from_secs(5)).unwrap();
+        c.play().unwrap();
+        let mut stamps = Vec::new();
+        let t0 = std::time::Instant::now();
+        while stamps.len() < 26 {
+            let p = c.read_rtp_packet().unwrap();
+            assert!(p.len() > 12, "{stream}: a {}-byte packet", p.len());
+            stamps.push(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+        }
+        let took = t0.elapsed();
+        c.teardown().unwrap();
+        let steps: Vec<u32> = stamps.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect();
+        assert!(
+            steps.iter().all(|s| *s == 48 * ms),
+            "{stream}: RTP timestamp steps {steps:?}, wanted {} ({ms} ms)",
+            48 * ms
+        );
+        // 25 packets after the first: 25 frames of audio, give or take the
+        // few the client's queue may hold at the start.
+        let audio = Duration::from_millis(u64::from(25 * ms));
+        assert!(
+            took + Duration::from_millis(u64::from(4 * ms)) >= audio,
+            "{stream}: 26 packets in {took:?}: faster than {ms} ms packets"
+        );
+        eprintln!("FIGURE rtsp: {stream} {ms} ms packets, 26 in {took:?}");
+    }
+}
+
 #[test]
 fn the_high_pass_removes_what_is_below_its_cutoff_and_keeps_what_is_above() {
     let hp = "highpass_hz = 4000.0\n";

@@ -1,12 +1,12 @@
 //! The one check of encoding settings (codec, bitrate, sample_rate, channels,
-//! gain_db, highpass_hz), whichever table they are written in: `[defaults]` on
+//! gain_db, highpass_hz, frame_ms), whichever table they are written in: `[defaults]` on
 //! its own, and a `[[stream]]` or `[[device]]` with `[defaults]` filling in what
 //! it leaves out. The same mistake gives the same message everywhere; the error
 //! names the key where the offending value is written.
 
 use super::locate::{Seg, Validator, at};
 use super::schema::RawSettings;
-use super::{Codec, ConfigError, DeviceSettings};
+use super::{Codec, ConfigError, DEFAULT_FRAME_MS, DeviceSettings, FRAME_MS};
 
 const DEFAULTS: &[Seg] = &[Seg::Key("defaults")];
 
@@ -94,6 +94,7 @@ fn resolve(v: &Validator<'_>, layers: &Layers<'_>) -> Result<DeviceSettings, Con
     let channels = pick(layers, "channels", |r| r.channels);
     let gain = pick(layers, "gain_db", |r| r.gain_db).or(0.0);
     let highpass = pick(layers, "highpass_hz", |r| r.highpass_hz).or(0.0);
+    let frame = pick(layers, "frame_ms", |r| r.frame_ms);
     let record = pick(layers, "record", |r| r.record).or(false);
     check_sample_rate(v, &codec, &rate)?;
     check_bitrate(v, &codec, &bitrate)?;
@@ -104,6 +105,7 @@ fn resolve(v: &Validator<'_>, layers: &Layers<'_>) -> Result<DeviceSettings, Con
         "must be between -60 and 40 dB",
     )?;
     check_highpass(v, &rate, &highpass)?;
+    check_frame(v, &codec, &frame)?;
     Ok(DeviceSettings {
         codec: codec.value,
         bitrate: bitrate.value,
@@ -111,6 +113,7 @@ fn resolve(v: &Validator<'_>, layers: &Layers<'_>) -> Result<DeviceSettings, Con
         channels: channels.value,
         gain_db: gain.value,
         highpass_hz: highpass.value,
+        frame_ms: frame.value.unwrap_or(DEFAULT_FRAME_MS),
         record: record.value,
     })
 }
@@ -197,4 +200,34 @@ fn check_highpass(
             "highpass_hz must be 0 (off) or below half the sample rate ({nyquist} Hz), not {hp}"
         ),
     ))
+}
+
+/// `frame_ms` is Opus's frame (and packet) duration. The other codecs have fixed
+/// frames: one written in the same table as their codec, or a more specific one,
+/// is a mistake; one from `[defaults]` under a stream that picks another codec
+/// is simply not used.
+fn check_frame(
+    v: &Validator<'_>,
+    codec: &Pick<Codec>,
+    frame: &Pick<Option<u32>>,
+) -> Result<(), ConfigError> {
+    let Some(ms) = frame.value else {
+        return Ok(());
+    };
+    v.ensure(
+        FRAME_MS.contains(&ms),
+        &frame.key,
+        format!("must be one of {FRAME_MS:?} (Opus frame durations in ms), not {ms}"),
+    )?;
+    let c = codec.value;
+    if c != Codec::Opus && frame.rank <= codec.rank {
+        return Err(v.error(
+            blame(frame, codec),
+            format!(
+                "frame_ms applies to opus only; {} has frames of its own length",
+                c.as_str()
+            ),
+        ));
+    }
+    Ok(())
 }

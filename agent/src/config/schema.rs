@@ -297,6 +297,7 @@ pub(super) struct RawSettings {
     pub channels: Option<u32>,
     pub gain_db: Option<f64>,
     pub highpass_hz: Option<f64>,
+    pub frame_ms: Option<u32>,
     pub record: Option<bool>,
 }
 
@@ -313,6 +314,7 @@ macro_rules! settings_of {
                     channels: self.channels,
                     gain_db: self.gain_db,
                     highpass_hz: self.highpass_hz,
+                    frame_ms: self.frame_ms,
                     record: self.record,
                 }
             }
@@ -381,6 +383,7 @@ pub(super) struct RawDeviceRule {
     pub channels: Option<u32>,
     pub gain_db: Option<f64>,
     pub highpass_hz: Option<f64>,
+    pub frame_ms: Option<u32>,
     pub record: Option<bool>,
 }
 
@@ -403,6 +406,7 @@ pub(super) struct RawStream {
     pub channels: Option<u32>,
     pub gain_db: Option<f64>,
     pub highpass_hz: Option<f64>,
+    pub frame_ms: Option<u32>,
     pub record: Option<bool>,
 }
 
@@ -433,6 +437,7 @@ pub(super) struct RawGroup {
     pub channels: Option<u32>,
     pub gain_db: Option<f64>,
     pub highpass_hz: Option<f64>,
+    pub frame_ms: Option<u32>,
     pub record: Option<bool>,
 }
 

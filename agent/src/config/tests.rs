@@ -22,6 +22,7 @@ fn minimal_stream_gets_documented_defaults() {
     assert_eq!(s.encoding.sample_rate, 48_000);
     assert_eq!(s.encoding.channels, 1);
     assert_eq!(s.encoding.bitrate, 64_000);
+    assert_eq!(s.encoding.frame_ms, 60);
     assert_eq!(
         s.source,
         Source::Tone {
@@ -382,6 +383,10 @@ fn encoding_mistakes_read_the_same_in_every_table() {
             "highpass_hz = -1.0",
             "highpass_hz must be 0 (off) or below half the sample rate (24000 Hz), not -1",
         ),
+        (
+            "frame_ms = 30",
+            "must be one of [10, 20, 40, 60] (Opus frame durations in ms), not 30",
+        ),
     ];
     let tables: &[(&str, &str, usize)] = &[
         ("[defaults]\n", "defaults", 2),
@@ -440,12 +445,45 @@ fn encoding_conflicts_blame_the_more_specific_table() {
             "stream[0].sample_rate",
             "opus cannot encode 44100 Hz",
         ),
+        (
+            format!("{stream}codec = \"l16\"\nframe_ms = 20\n"),
+            "stream[0].frame_ms",
+            "frame_ms applies to opus only; l16 has frames of its own length",
+        ),
+        (
+            format!("[defaults]\ncodec = \"aac\"\n{device}frame_ms = 20\n"),
+            "device[0].frame_ms",
+            "frame_ms applies to opus only; aac",
+        ),
     ];
     for (text, key, msg) in cases {
         let e = parse(text).unwrap_err();
         assert_eq!(&e.key, key, "{text:?}: {e}");
         assert!(e.message.contains(msg), "{text:?}: {e}");
     }
+}
+
+/// `frame_ms` from `[defaults]` is for the Opus streams; a stream that picks
+/// another codec does not use it, and is no mistake.
+#[test]
+fn frame_ms_from_defaults_reaches_opus_streams_and_spares_the_others() {
+    let c = parse(
+        "[defaults]\nframe_ms = 20\n\
+         [[stream]]\nname = \"o\"\nsource = \"tone\"\n\
+         [[stream]]\nname = \"p\"\nsource = \"tone\"\ncodec = \"l16\"\n\
+         [[stream]]\nname = \"q\"\nsource = \"tone\"\nframe_ms = 40\n",
+    )
+    .unwrap();
+    let frames: Vec<(Codec, u32)> = c
+        .streams
+        .iter()
+        .map(|s| (s.encoding.codec, s.encoding.frame_ms))
+        .collect();
+    assert_eq!(
+        frames,
+        [(Codec::Opus, 20), (Codec::L16, 20), (Codec::Opus, 40)]
+    );
+    assert_eq!(c.devices.defaults.frame_ms, 20);
 }
 
 #[test]

@@ -44,7 +44,10 @@ pub fn chain_description(enc: &Encoding, level_interval_ns: u64) -> String {
 
 fn encoder_description(enc: &Encoding) -> String {
     match enc.codec {
-        Codec::Opus => format!("opusenc bitrate={}", enc.bitrate),
+        Codec::Opus => format!(
+            "opusenc bitrate={} frame-size={}",
+            enc.bitrate, enc.frame_ms
+        ),
         Codec::L16 => "audio/x-raw,format=S16BE,layout=interleaved".into(),
         Codec::Aac => format!("avenc_aac bitrate={} ! aacparse", enc.bitrate),
         Codec::Mp3 => format!(
@@ -236,6 +239,7 @@ mod tests {
             channels: 2,
             gain_db: 0.0,
             highpass_hz: 0.0,
+            frame_ms: 20,
         }
     }
 

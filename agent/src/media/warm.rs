@@ -12,7 +12,8 @@
 //! each element a capture pipeline and an RTSP session use is made once; each
 //! configured encoding's whole chain (converter, resampler, filters, meter,
 //! encoder) and its payloader carry a few buffers of a test tone to their end;
-//! and ALSA's `null` PCM is opened and closed. Then, with the server bound,
+//! and ALSA's `null` PCM is opened and closed, then read by an `alsasrc` set up
+//! as a device's is. Then, with the server bound,
 //! one RTSP session against it ([`warm_up_session`]): the server's first
 //! session was worth about 110 ms of the first plug in QEMU.
 
@@ -68,21 +69,19 @@ pub fn warm_up(encodings: &[Encoding]) -> (Duration, usize) {
     if let Ok(pcm) = alsa::PCM::new("null", alsa::Direction::Capture, true) {
         drop(pcm);
     }
+    ran += usize::from(run_to_end(CAPTURE_DRY_RUN));
     (t.elapsed(), ran)
 }
 
-/// A few buffers of a test tone through the chain of `enc` and its payloader;
-/// whether they reached its end.
-fn dry_run(enc: &Encoding) -> bool {
-    let chain = pipeline::chain_description(enc, 250_000_000);
-    let Some((chain, _appsink)) = chain.rsplit_once(" ! appsink") else {
-        return false;
-    };
-    let description = format!(
-        "audiotestsrc num-buffers=10 ! audio/x-raw,rate=44100,channels=2 ! {chain} ! {} ! fakesink",
-        pipeline::payloader_description(enc.codec)
-    );
-    let Ok(p) = gst::parse::launch(&description) else {
+/// A device's source as its capture pipeline has it, on ALSA's `null` PCM (it
+/// takes any format and never waits): the source's negotiation with ALSA, its
+/// ring buffer and the thread that reads it run once before the first device.
+const CAPTURE_DRY_RUN: &str = "alsasrc device=null buffer-time=500000 latency-time=20000 \
+     num-buffers=5 ! audioconvert ! audioresample ! audio/x-raw,rate=48000 ! fakesink";
+
+/// Runs `description` to its end (EOS) within [`DRY_RUN_LIMIT`]; whether it did.
+fn run_to_end(description: &str) -> bool {
+    let Ok(p) = gst::parse::launch(description) else {
         tracing::debug!(%description, "warm-up: cannot build");
         return false;
     };
@@ -100,6 +99,20 @@ fn dry_run(enc: &Encoding) -> bool {
     reached_end
 }
 
+/// A few buffers of a test tone through the chain of `enc` and its payloader;
+/// whether they reached its end.
+fn dry_run(enc: &Encoding) -> bool {
+    let chain = pipeline::chain_description(enc, 250_000_000);
+    let Some((chain, _appsink)) = chain.rsplit_once(" ! appsink") else {
+        return false;
+    };
+    let description = format!(
+        "audiotestsrc num-buffers=10 ! audio/x-raw,rate=44100,channels=2 ! {chain} ! {} ! fakesink",
+        pipeline::payloader_description(enc.codec)
+    );
+    run_to_end(&description)
+}
+
 /// The format the warm-up session plays: the first configured one (Opus when
 /// nothing is configured).
 pub fn session_encoding(encodings: &[Encoding]) -> Encoding {
@@ -110,6 +123,7 @@ pub fn session_encoding(encodings: &[Encoding]) -> Encoding {
         channels: 1,
         gain_db: 0.0,
         highpass_hz: 0.0,
+        frame_ms: crate::config::DEFAULT_FRAME_MS,
     })
 }
 
@@ -271,6 +285,7 @@ mod tests {
             channels,
             gain_db: -3.0,
             highpass_hz,
+            frame_ms: 20,
         }
     }
 
@@ -303,6 +318,18 @@ mod tests {
         let opus = enc(Codec::Opus, 48_000, 2, 0.0);
         let encodings = [opus.clone(), enc(Codec::L16, 16_000, 1, 100.0), opus];
         let (_, ran) = warm_up(&encodings);
-        assert_eq!(ran, 2);
+        // Two distinct chains and the ALSA source's dry run.
+        assert_eq!(ran, 3);
+    }
+
+    /// The ALSA source's dry run reads the `null` PCM to its end; one on a PCM
+    /// that does not exist is told apart (it would warm nothing).
+    #[test]
+    fn the_alsa_source_dry_run_reads_to_its_end() {
+        gst::init().unwrap();
+        assert!(run_to_end(CAPTURE_DRY_RUN));
+        assert!(!run_to_end(
+            &CAPTURE_DRY_RUN.replace("device=null", "device=hw:CARD=NoSuchCard")
+        ));
     }
 }
