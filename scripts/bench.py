@@ -205,8 +205,11 @@ def start_pusher(name, i, url, tmp):
             ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
              "-progress", path, "-stats_period", "0.1", "-re", "-f", "lavfi",
              "-i", f"sine=frequency={300 + 10 * i}:sample_rate=48000", "-ac", "2",
+             # The frames of every other side, and GStreamer opusenc's bit-rate
+             # mode (constrained VBR: a 60 ms frame of ffmpeg's plain VBR can
+             # outgrow an RTP packet, which ffmpeg then refuses).
              "-c:a", "libopus", "-b:a", "128k", "-frame_duration", str(FRAME_MS),
-             "-f", "rtsp", url],
+             "-vbr", "constrained", "-f", "rtsp", url],
             stdout=subprocess.DEVNULL, stderr=log)
     return Client(f"{name} (ffmpeg pushing to {url})", proc, "pusher", path, path + ".log")
 

@@ -423,48 +423,65 @@ def timeline(g, which):
                 f"+{(t - t0) * 1000:.0f} {m}{' ' + n if n else ''}" for t, m, n in plugs[i]), flush=True)
 
 
+def plug_to_play(g, i, port, adds_before):
+    """Plugs the latency mic into `port` and waits for its stream to answer PLAY
+    (a host client through the forwarded port); returns (kernel add uevent ->
+    PLAY, kernel -> udevd's event or None) and leaves it plugged in."""
+    mic = UsbMic(g, serial="LAT0001", name="Latency Mic", port=port)
+    name = None
+    deadline = time.monotonic() + 15
+    while True:
+        if time.monotonic() > deadline:
+            raise HilError(f"plug {i}: no PLAY within 15 s")
+        if name is None:
+            names = list(device_streams(g))
+            name = names[0] if names else None
+        if name is not None:
+            try:
+                if rtsp_play(g.rtsp_port, name):
+                    played = time.monotonic()
+                    break
+            except (OSError, HilError, ValueError):
+                pass
+        time.sleep(0.01)
+    offset, err = guest_clock_offset(g)
+    log = g.sh("cat /tmp/uevents.log")[1]
+
+    def card_adds(side):
+        return [float(l.split("[")[1].split("]")[0]) for l in log.splitlines()
+                if "[" in l and l.split("[")[0].strip() == side and " add " in l and l.rstrip().endswith("(sound)")
+                and "/sound/card" in l and "/controlC" not in l and "/pcm" not in l]
+    adds, udev_adds = card_adds("KERNEL"), card_adds("UDEV")
+    if len(adds) != adds_before + 1:
+        raise HilError(f"plug {i}: {len(adds) - adds_before} card add uevents seen:\n{log}")
+    in_udev = udev_adds[-1] - adds[-1] if len(udev_adds) == len(adds) else None
+    return mic, played - (adds[-1] + offset), in_udev, err
+
+
 def scenario_hotplug_latency(g, plugs=20):
     """Plug the same mic 20 times: from the kernel's add uevent for its sound
     card (as udev's monitor saw it in the guest) to harkd's stream answering
-    PLAY (a host client through the forwarded port). Target: under 1 s."""
-    start_harkd(g)
-    # Both sides: the kernel's uevent, and udevd's (rules run, the event
-    # broadcast), which is what harkd receives: the split says whose time it is.
+    PLAY (a host client through the forwarded port). Target: under 1 s. The mic
+    is known (named) before: it is plugged in once first, as a never-seen mic
+    (its name written to the ledger), and harkd is restarted, so that the first
+    of the 20 is the first device since harkd started, as after a reboot."""
     g.sh("udevadm monitor --kernel --udev --subsystem-match=sound > /tmp/uevents.log 2>&1 &")
+    start_harkd(g)
+    time.sleep(0.5)
+    mic, new_mic, _, _ = plug_to_play(g, "new", 0, 0)
+    mic.stop()
+    wait_until("the new mic's stream removed", 10, lambda: not device_streams(g))
+    g.sh("kill $(pidof harkd)")
+    wait_until("harkd stopped", 15, lambda: not harkd_alive(g))
+    start_harkd(g)
     time.sleep(0.5)
     before = harkd_memory(g)
     latencies, in_udev, rss = [], [], []
     for i in range(plugs):
-        mic = UsbMic(g, serial="LAT0001", name="Latency Mic", port=i % 4)
-        name = None
-        deadline = time.monotonic() + 15
-        while True:
-            if time.monotonic() > deadline:
-                raise HilError(f"plug {i}: no PLAY within 15 s")
-            if name is None:
-                names = list(device_streams(g))
-                name = names[0] if names else None
-            if name is not None:
-                try:
-                    if rtsp_play(g.rtsp_port, name):
-                        played = time.monotonic()
-                        break
-                except (OSError, HilError, ValueError):
-                    pass
-            time.sleep(0.01)
-        offset, err = guest_clock_offset(g)
-        log = g.sh("cat /tmp/uevents.log")[1]
-        def card_adds(side):
-            return [float(l.split("[")[1].split("]")[0]) for l in log.splitlines()
-                    if "[" in l and l.split("[")[0].strip() == side and " add " in l and l.rstrip().endswith("(sound)")
-                    and "/sound/card" in l and "/controlC" not in l and "/pcm" not in l]
-        adds, udev_adds = card_adds("KERNEL"), card_adds("UDEV")
-        if len(adds) != i + 1:
-            raise HilError(f"plug {i}: {len(adds)} card add uevents seen:\n{log}")
-        latency = played - (adds[-1] + offset)
+        mic, latency, udev, err = plug_to_play(g, i, i % 4, i + 1)
         latencies.append(latency)
-        if len(udev_adds) == i + 1:
-            in_udev.append(udev_adds[-1] - adds[-1])
+        if udev is not None:
+            in_udev.append(udev)
         mic.stop()
         wait_until(f"plug {i}: stream removed", 10, lambda: not device_streams(g))
         rss.append(harkd_memory(g)["VmRSS"])
@@ -472,6 +489,8 @@ def scenario_hotplug_latency(g, plugs=20):
     print(f"hil: harkd RSS {before['VmRSS'] / 1024:.1f} MiB serving the test tone, "
           f"{after['VmRSS'] / 1024:.1f} MiB after {plugs} plugs and unplugs "
           f"(peak {after['VmHWM'] / 1024:.1f} MiB); after each unplug (KiB): {rss}", flush=True)
+    print(f"hil: a never-seen mic (named, ledger written) before the restart: "
+          f"{new_mic * 1000:.0f} ms", flush=True)
     print(f"hil: hotplug latency per plug (ms; the first is the first device since harkd "
           f"started): {[round(x * 1000) for x in latencies]}", flush=True)
     timeline(g, (0, 1, plugs // 2))

@@ -6,7 +6,7 @@
 
 use super::locate::{Seg, Validator, at};
 use super::schema::RawSettings;
-use super::{Codec, ConfigError, DEFAULT_FRAME_MS, DeviceSettings, FRAME_MS};
+use super::{Codec, ConfigError, DeviceSettings, FRAME_MS, MAX_OPUS_PACKET, opus_packet_bytes};
 
 const DEFAULTS: &[Seg] = &[Seg::Key("defaults")];
 
@@ -105,7 +105,7 @@ fn resolve(v: &Validator<'_>, layers: &Layers<'_>) -> Result<DeviceSettings, Con
         "must be between -60 and 40 dB",
     )?;
     check_highpass(v, &rate, &highpass)?;
-    check_frame(v, &codec, &frame)?;
+    check_frame(v, &codec, &frame, &bitrate)?;
     Ok(DeviceSettings {
         codec: codec.value,
         bitrate: bitrate.value,
@@ -113,7 +113,7 @@ fn resolve(v: &Validator<'_>, layers: &Layers<'_>) -> Result<DeviceSettings, Con
         channels: channels.value,
         gain_db: gain.value,
         highpass_hz: highpass.value,
-        frame_ms: frame.value.unwrap_or(DEFAULT_FRAME_MS),
+        frame_ms: frame.value,
         record: record.value,
     })
 }
@@ -210,6 +210,7 @@ fn check_frame(
     v: &Validator<'_>,
     codec: &Pick<Codec>,
     frame: &Pick<Option<u32>>,
+    bitrate: &Pick<Option<u32>>,
 ) -> Result<(), ConfigError> {
     let Some(ms) = frame.value else {
         return Ok(());
@@ -228,6 +229,24 @@ fn check_frame(
                 c.as_str()
             ),
         ));
+    }
+    // Opus in RTP is never split: a frame must fit in one network packet.
+    if let (Codec::Opus, Some(b)) = (c, bitrate.value) {
+        let bytes = opus_packet_bytes(b, ms);
+        if bytes > MAX_OPUS_PACKET {
+            let fits = FRAME_MS
+                .iter()
+                .rev()
+                .find(|f| opus_packet_bytes(b, **f) <= MAX_OPUS_PACKET)
+                .unwrap_or(&FRAME_MS[0]);
+            return Err(v.error(
+                blame(frame, bitrate),
+                format!(
+                    "frame_ms {ms} at {b} bits per second makes packets of about {bytes} bytes, \
+                     more than one network packet carries ({MAX_OPUS_PACKET}): use frame_ms {fits} or less"
+                ),
+            ));
+        }
     }
     Ok(())
 }

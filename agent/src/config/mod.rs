@@ -297,23 +297,25 @@ pub struct DeviceSettings {
     pub channels: Option<u32>,
     pub gain_db: f64,
     pub highpass_hz: f64,
-    pub frame_ms: u32,
+    /// `None`: the longest that fits the bit rate ([`default_frame_ms`]).
+    pub frame_ms: Option<u32>,
     pub record: bool,
 }
 
 impl DeviceSettings {
     /// The encoding once the plan has fixed the channel count.
     pub fn encoding(&self, channels: u32) -> Encoding {
+        let bitrate = self
+            .bitrate
+            .unwrap_or_else(|| default_bitrate(self.codec, channels));
         Encoding {
             codec: self.codec,
-            bitrate: self
-                .bitrate
-                .unwrap_or_else(|| default_bitrate(self.codec, channels)),
+            bitrate,
             sample_rate: self.sample_rate,
             channels,
             gain_db: self.gain_db,
             highpass_hz: self.highpass_hz,
-            frame_ms: self.frame_ms,
+            frame_ms: self.frame_ms.unwrap_or_else(|| default_frame_ms(bitrate)),
         }
     }
 
@@ -585,6 +587,28 @@ pub const FRAME_MS: [u32; 4] = [10, 20, 40, 60];
 /// per-packet work (thread hand-offs, RTP, syscalls) for every client, for 40
 /// ms more latency. Listeners that want less set `frame_ms = 20`.
 pub const DEFAULT_FRAME_MS: u32 = 60;
+
+/// The most an Opus frame may take on average, in bytes: RTP never splits one,
+/// so a packet must fit the network's (1500 bytes on Ethernet, less RTP, UDP
+/// and IP headers, and room for a variable-rate frame above the average).
+pub const MAX_OPUS_PACKET: u32 = 1000;
+
+/// The average size of an Opus frame of `ms` at `bitrate` bits per second.
+pub fn opus_packet_bytes(bitrate: u32, ms: u32) -> u32 {
+    let bytes = u64::from(bitrate) * u64::from(ms) / 8000;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// [`DEFAULT_FRAME_MS`], or the longest frame that fits [`MAX_OPUS_PACKET`]
+/// at `bitrate` (above 133 kb/s).
+pub fn default_frame_ms(bitrate: u32) -> u32 {
+    FRAME_MS
+        .iter()
+        .rev()
+        .copied()
+        .find(|f| *f <= DEFAULT_FRAME_MS && opus_packet_bytes(bitrate, *f) <= MAX_OPUS_PACKET)
+        .unwrap_or(FRAME_MS[0])
+}
 
 fn default_bitrate(codec: Codec, channels: u32) -> u32 {
     match codec {

@@ -455,6 +455,17 @@ fn encoding_conflicts_blame_the_more_specific_table() {
             "device[0].frame_ms",
             "frame_ms applies to opus only; aac",
         ),
+        (
+            format!("{stream}bitrate = 256000\nframe_ms = 60\n"),
+            "stream[0].frame_ms",
+            "frame_ms 60 at 256000 bits per second makes packets of about 1920 bytes, \
+             more than one network packet carries (1000): use frame_ms 20 or less",
+        ),
+        (
+            format!("[defaults]\nframe_ms = 40\n{device}bitrate = 510000\n"),
+            "device[0].bitrate",
+            "use frame_ms 10 or less",
+        ),
     ];
     for (text, key, msg) in cases {
         let e = parse(text).unwrap_err();
@@ -483,7 +494,29 @@ fn frame_ms_from_defaults_reaches_opus_streams_and_spares_the_others() {
         frames,
         [(Codec::Opus, 20), (Codec::L16, 20), (Codec::Opus, 40)]
     );
-    assert_eq!(c.devices.defaults.frame_ms, 20);
+    assert_eq!(c.devices.defaults.frame_ms, Some(20));
+}
+
+/// Unset, `frame_ms` is 60 ms where a 60 ms frame fits in one network packet
+/// at the stream's bit rate, else the longest that does.
+#[test]
+fn the_default_frame_fits_one_network_packet() {
+    let c = parse(
+        "[[stream]]\nname = \"a\"\nsource = \"tone\"\nchannels = 2\n\
+         [[stream]]\nname = \"b\"\nsource = \"tone\"\nbitrate = 160000\n\
+         [[stream]]\nname = \"c\"\nsource = \"tone\"\nbitrate = 256000\n\
+         [[stream]]\nname = \"d\"\nsource = \"tone\"\nbitrate = 510000\n",
+    )
+    .unwrap();
+    let frames: Vec<(u32, u32)> = c
+        .streams
+        .iter()
+        .map(|s| (s.encoding.bitrate, s.encoding.frame_ms))
+        .collect();
+    assert_eq!(
+        frames,
+        [(128_000, 60), (160_000, 40), (256_000, 20), (510_000, 10)]
+    );
 }
 
 #[test]

@@ -236,7 +236,7 @@ mod tests {
             channels: None,
             gain_db: 0.0,
             highpass_hz: 0.0,
-            frame_ms: 20,
+            frame_ms: None,
             record: false,
         }
     }

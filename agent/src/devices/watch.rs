@@ -24,7 +24,9 @@ pub enum DeviceEvent {
 
 /// How long an added card may take to show its capture PCM.
 const PCM_WAIT: Duration = Duration::from_millis(1500);
-const PCM_POLL: Duration = Duration::from_millis(25);
+/// Short: the node usually comes within a few ms of the card, and every plug
+/// waits for the poll after it (reading the card is a few small files).
+const PCM_POLL: Duration = Duration::from_millis(5);
 
 /// Reads card `index`, waiting up to [`PCM_WAIT`] for a capture PCM to appear.
 /// A card that never gets one (a speaker) is returned as it is; a card that

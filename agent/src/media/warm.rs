@@ -114,17 +114,20 @@ fn dry_run(enc: &Encoding) -> bool {
 }
 
 /// The format the warm-up session plays: the first configured one (Opus when
-/// nothing is configured).
+/// nothing is configured), in Opus's shortest frames: the session waits for its
+/// first packet, and the code it runs is the same for every frame length.
 pub fn session_encoding(encodings: &[Encoding]) -> Encoding {
-    encodings.first().cloned().unwrap_or(Encoding {
+    let mut enc = encodings.first().cloned().unwrap_or(Encoding {
         codec: crate::config::Codec::Opus,
         bitrate: 64_000,
         sample_rate: 48_000,
         channels: 1,
         gain_db: 0.0,
         highpass_hz: 0.0,
-        frame_ms: crate::config::DEFAULT_FRAME_MS,
-    })
+        frame_ms: crate::config::FRAME_MS[0],
+    });
+    enc.frame_ms = crate::config::FRAME_MS[0];
+    enc
 }
 
 /// One RTSP session against our own server before READY (the server's first
