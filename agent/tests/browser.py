@@ -62,14 +62,14 @@ def browser():
     return d
 
 
-def wait(what, timeout, probe):
+def wait(what, timeout, probe, detail=lambda: ""):
     end = time.monotonic() + timeout
     while True:
         got = probe()
         if got:
             return got
         if time.monotonic() > end:
-            raise SystemExit(f"timed out waiting for {what}")
+            raise SystemExit(f"timed out waiting for {what}{detail()}")
         time.sleep(0.1)
 
 
@@ -87,16 +87,25 @@ def open_page(d, url, streams):
     )
 
 
-def listen(d, stream, packets=20, timeout=15):
+def listen(d, stream, packets=20, timeout=30):
     """Presses Listen and waits for `packets` RTP packets; returns the stats."""
     started = time.monotonic()
     card(d, stream).find_element(By.CSS_SELECTOR, "button.play").click()
+    last = {}
 
     def flowing():
         s = d.execute_async_script(STATS, stream)
+        last.update(s)
         return s if s.get("packets", 0) >= packets else None
 
-    s = wait(f"{packets} packets of {stream}", timeout, flowing)
+    def detail():
+        try:
+            shown = card(d, stream).text
+        except Exception as e:  # the page itself may be the trouble
+            shown = f"(no card: {e})"
+        return f" (the listener: {json.dumps(last)}; its card reads: {shown!r})"
+
+    s = wait(f"{packets} packets of {stream}", timeout, flowing, detail)
     s["took_s"] = time.monotonic() - started
     return s
 

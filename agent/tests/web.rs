@@ -33,6 +33,15 @@ fn python() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Chromium, harkd and WebRTC at once are a heavy load for a 2-core machine:
+/// the tests that drive a browser take turns (the others run beside them).
+static BROWSER_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn browser_turn() -> std::sync::MutexGuard<'static, ()> {
+    // A test that failed holding it leaves nothing to repair.
+    BROWSER_TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// `browser.py` running, its JSON lines arriving on a channel.
 struct Browser {
     child: Child,
@@ -166,6 +175,7 @@ fn tones(config: &str) -> Harkd {
 /// is not silent (WebRTC's own counters and the page's analyser).
 #[test]
 fn the_page_lists_the_mics_follows_their_levels_and_plays_them_in_a_real_browser() {
+    let _turn = browser_turn();
     let tree = tempfile::tempdir().unwrap();
     for dir in ["sys/class/sound", "proc/asound", "state"] {
         std::fs::create_dir_all(tree.path().join(dir)).unwrap();
@@ -356,6 +366,7 @@ fn the_page_lists_the_mics_follows_their_levels_and_plays_them_in_a_real_browser
 /// back within a bound.
 #[test]
 fn fifty_browser_sessions_leave_no_webrtcbin_behind() {
+    let _turn = browser_turn();
     let h = tones(TONES);
     // A first session loads webrtcbin's plugins and makes its certificate:
     // those stay, and are not a leak.
@@ -410,6 +421,7 @@ fn fifty_browser_sessions_leave_no_webrtcbin_behind() {
 /// session ends once its RTCP reports stop, within seconds.
 #[test]
 fn a_browser_that_vanishes_is_cleaned_up_within_seconds() {
+    let _turn = browser_turn();
     let h = tones(TONES);
     let mut b = Browser::start(&["hold", &page_url(&h), "test-tone"]);
     b.wait("listening", Duration::from_secs(60));
