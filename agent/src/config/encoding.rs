@@ -6,7 +6,10 @@
 
 use super::locate::{Seg, Validator, at};
 use super::schema::RawSettings;
-use super::{Codec, ConfigError, DeviceSettings, FRAME_MS, MAX_OPUS_PACKET, opus_packet_bytes};
+use super::{
+    Codec, ConfigError, DeviceSettings, FRAME_MS, MAX_OPUS_PACKET, default_frame_ms,
+    opus_packet_bytes,
+};
 
 const DEFAULTS: &[Seg] = &[Seg::Key("defaults")];
 
@@ -234,11 +237,7 @@ fn check_frame(
     if let (Codec::Opus, Some(b)) = (c, bitrate.value) {
         let bytes = opus_packet_bytes(b, ms);
         if bytes > MAX_OPUS_PACKET {
-            let fits = FRAME_MS
-                .iter()
-                .rev()
-                .find(|f| opus_packet_bytes(b, **f) <= MAX_OPUS_PACKET)
-                .unwrap_or(&FRAME_MS[0]);
+            let fits = default_frame_ms(b);
             return Err(v.error(
                 blame(frame, bitrate),
                 format!(

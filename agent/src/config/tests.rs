@@ -10,6 +10,11 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::parse_bytes(Path::new("t.toml"), text.as_bytes())
 }
 
+/// `pick` of each configured stream's encoding, in order.
+fn per_stream<T>(c: &Config, pick: fn(&Encoding) -> T) -> Vec<T> {
+    c.streams.iter().map(|s| pick(&s.encoding)).collect()
+}
+
 #[test]
 fn minimal_stream_gets_documented_defaults() {
     let c = parse("[[stream]]\nname = \"a\"\nsource = \"tone\"\n").unwrap();
@@ -485,13 +490,8 @@ fn frame_ms_from_defaults_reaches_opus_streams_and_spares_the_others() {
          [[stream]]\nname = \"q\"\nsource = \"tone\"\nframe_ms = 40\n",
     )
     .unwrap();
-    let frames: Vec<(Codec, u32)> = c
-        .streams
-        .iter()
-        .map(|s| (s.encoding.codec, s.encoding.frame_ms))
-        .collect();
     assert_eq!(
-        frames,
+        per_stream(&c, |e| (e.codec, e.frame_ms)),
         [(Codec::Opus, 20), (Codec::L16, 20), (Codec::Opus, 40)]
     );
     assert_eq!(c.devices.defaults.frame_ms, Some(20));
@@ -508,13 +508,8 @@ fn the_default_frame_fits_one_network_packet() {
          [[stream]]\nname = \"d\"\nsource = \"tone\"\nbitrate = 510000\n",
     )
     .unwrap();
-    let frames: Vec<(u32, u32)> = c
-        .streams
-        .iter()
-        .map(|s| (s.encoding.bitrate, s.encoding.frame_ms))
-        .collect();
     assert_eq!(
-        frames,
+        per_stream(&c, |e| (e.bitrate, e.frame_ms)),
         [(128_000, 60), (160_000, 40), (256_000, 20), (510_000, 10)]
     );
 }
