@@ -24,9 +24,10 @@ pub enum DeviceEvent {
 
 /// How long an added card may take to show its capture PCM.
 const PCM_WAIT: Duration = Duration::from_millis(1500);
-/// Short: the node usually comes within a few ms of the card, and every plug
-/// waits for the poll after it (reading the card is a few small files).
-const PCM_POLL: Duration = Duration::from_millis(5);
+/// Not shorter: each poll reads the card's files, and in a slow guest (QEMU's
+/// TCG) polling every 5 ms starved the other mics' capture while one was
+/// plugged in (hardware-tests' group-hotplug: underruns, dropouts).
+const PCM_POLL: Duration = Duration::from_millis(25);
 
 /// Reads card `index`, waiting up to [`PCM_WAIT`] for a capture PCM to appear.
 /// A card that never gets one (a speaker) is returned as it is; a card that
