@@ -774,12 +774,7 @@ fn beyond_loopback_the_endpoint_asks_for_the_rtsp_credentials() {
         c.stdin.take().unwrap().write_all(req.as_bytes()).unwrap();
         let out = c.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (code, text)
+        (common::status_code(&text), text)
     };
     // Only lo is up in the namespace: no address to offer a browser, which
     // the offer is told (503) within seconds, not left waiting.

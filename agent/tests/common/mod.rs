@@ -996,12 +996,15 @@ fn open_for_write(fifo: &Path, _stop: &AtomicBool) -> std::io::Result<std::fs::F
 pub fn http_raw(port: u16, request: &[u8]) -> (u16, String) {
     let out = http_raw_bytes(port, request);
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
+    (status_code(&text), text)
+}
+
+/// The status code of an HTTP response's text; 0 when it has none.
+pub fn status_code(text: &str) -> u16 {
+    text.split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+        .unwrap_or(0)
 }
 
 /// As [`http_raw`], the whole response as bytes (a binary body intact).
