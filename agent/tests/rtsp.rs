@@ -79,6 +79,8 @@ fn a_client_that_stops_reading_holds_up_no_one() {
     use std::time::Instant;
     let h = Harkd::start(&tone_config("codec = \"l16\"\n"));
     wait_running(&h, "tone");
+    // An L16 first stream warms the server up too (its warm-up was refused once).
+    assert_warmed_up(&h);
     let url = h.url("tone");
     // The packet rate with nobody stuck, for comparison.
     let mut alone = Client::connect(&url, Duration::from_secs(5)).unwrap();

@@ -73,10 +73,12 @@ pub fn media_description(codec: Codec) -> String {
 }
 
 /// A self-contained tone media in `enc`'s format (the start-up warm-up session
-/// plays it; see `media::warm_up_session`).
+/// plays it; see `media::warm_up_session`). The converter after the resampler
+/// gives L16 its big-endian samples (the resampler makes native-endian ones
+/// only: without it an L16 first stream's warm-up was refused, 503).
 pub fn tone_media_description(enc: &Encoding) -> String {
     format!(
-        "( audiotestsrc is-live=true ! audioconvert ! audioresample ! audio/x-raw,rate={},channels={} ! {} ! {} )",
+        "( audiotestsrc is-live=true ! audioconvert ! audioresample ! audio/x-raw,rate={},channels={} ! audioconvert ! {} ! {} )",
         enc.sample_rate,
         enc.channels,
         encoder_description(enc),

@@ -322,6 +322,27 @@ mod tests {
         assert_eq!(ran, 3);
     }
 
+    /// The warm-up session's tone media plays in every codec (it was refused
+    /// for L16 once: no converter to big-endian samples).
+    #[test]
+    fn the_warm_up_media_plays_in_every_codec() {
+        gst::init().unwrap();
+        for codec in [Codec::Opus, Codec::L16, Codec::Aac, Codec::Mp3] {
+            for (rate, channels) in [(48_000, 2), (16_000, 1)] {
+                let media = pipeline::tone_media_description(&enc(codec, rate, channels, 0.0));
+                let inner = media.trim_start_matches("( ").trim_end_matches(" )");
+                let description = format!(
+                    "{} ! fakesink",
+                    inner.replacen("audiotestsrc", "audiotestsrc num-buffers=5", 1)
+                );
+                assert!(
+                    run_to_end(&description),
+                    "{codec:?} {rate} Hz x{channels}: {media}"
+                );
+            }
+        }
+    }
+
     /// The ALSA source's dry run reads the `null` PCM to its end; one on a PCM
     /// that does not exist is told apart (it would warm nothing).
     #[test]
