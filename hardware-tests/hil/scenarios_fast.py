@@ -185,9 +185,10 @@ def stream_tone(g, name, secs=2, pulls=3):
     """The frequency a stream carries (each emulated mic has its own tone, so
     this tells which physical mic a name is bound to). Up to `pulls` pulls: on
     the aarch64 guest under TCG on a slow host a pull of one of three mics
-    plugged at once sometimes decoded digital silence or no steady tone (in 6 of
-    9 runs here one pull did, the next was fine; not explained yet); each such pull is printed with what harkd's
-    status and log said of the stream, and it fails if none carries the tone."""
+    plugged at once sometimes decoded digital silence or no steady tone (in 6
+    of 9 runs here one pull did, the next was fine; not explained yet). Each
+    such pull is printed with what harkd's status and log said of the stream;
+    it fails if no pull carries a mic's tone at its level."""
     wait_until(f"/{name} running", 20,
                lambda: device_streams(g).get(name, {}).get("state") == "running")
     for attempt in range(1, pulls + 1):
