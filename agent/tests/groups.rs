@@ -382,32 +382,82 @@ fn two_mics_208_ppm_apart_stay_in_step_with_no_dropout() {
     let url = h.url("pair");
     let pull = std::thread::spawn(move || ffmpeg_pull_native(&url, secs as f64));
     let started = std::time::Instant::now();
-    let mut lows: Vec<(f64, f64)> = vec![];
+    // Each second after the first 30: (seconds, member, low point, target).
+    let mut lows: Vec<(f64, usize, f64, f64)> = vec![];
     let mut ppm_b = vec![];
-    while started.elapsed() < Duration::from_secs(secs.saturating_sub(2)) {
-        std::thread::sleep(Duration::from_secs(1));
-        let s = group_status(&h, "pair");
+    // For each underrun: between which two status reads (seconds), of which
+    // member.
+    let mut underruns: Vec<(f64, f64, usize)> = vec![];
+    let mut seen = [0u64; 2];
+    let mut last = 0.0;
+    let mut poll = |s: &serde_json::Value, lows: &mut Vec<_>, ppm_b: &mut Vec<f64>| {
+        let t = started.elapsed().as_secs_f64();
         let m = &s["group"]["members"];
-        let low = |i: usize| m[i]["low_ms"].as_f64().unwrap_or(f64::NAN);
-        if started.elapsed() > Duration::from_secs(30) {
-            lows.push((low(0), low(1)));
+        for (i, seen) in seen.iter_mut().enumerate() {
+            let n = m[i]["underruns"].as_u64().unwrap();
+            let new = n.saturating_sub(*seen) as usize;
+            underruns.extend(std::iter::repeat_n((last, t, i), new));
+            *seen = n;
+            if t > 30.0 {
+                let low = m[i]["low_ms"].as_f64().unwrap_or(f64::NAN);
+                lows.push((t, i, low, m[i]["target_ms"].as_f64().unwrap()));
+            }
+        }
+        if t > 30.0 {
             ppm_b.push(m[1]["rate_ppm"].as_f64().unwrap() - m[0]["rate_ppm"].as_f64().unwrap());
         }
+        last = t;
+    };
+    while started.elapsed() < Duration::from_secs(secs.saturating_sub(2)) {
+        std::thread::sleep(Duration::from_secs(1));
+        poll(&group_status(&h, "pair"), &mut lows, &mut ppm_b);
     }
     let pcm = pull.join().unwrap();
     let s = group_status(&h, "pair");
-    let all = lows.iter().flat_map(|(a, b)| [*a, *b]);
-    let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
-        (lo.min(x), hi.max(x))
-    });
+    poll(&s, &mut lows, &mut ppm_b);
+    // The writers are threads of this test, standing in for the mics'
+    // hardware: on a loaded machine one can be held up, and then that mic's
+    // audio really stops for as long (a dropout harkd cannot prevent). Such a
+    // slip excuses an underrun of its mic seen within the next seconds, and
+    // that mic's low points around it; nothing else is excused.
+    let slips: Vec<Vec<(f64, Duration)>> = [&slow, &fast]
+        .iter()
+        .map(|mic| {
+            let slips = mic.slips().into_iter();
+            slips
+                .map(|(at, late)| ((at - started).as_secs_f64(), late))
+                .collect()
+        })
+        .collect();
+    let (excused, unexcused) = excuse(&underruns, &slips);
     let mean_ppm = ppm_b.iter().sum::<f64>() / ppm_b.len().max(1) as f64;
+    let near_excused = |t: f64, i: usize| {
+        excused
+            .iter()
+            .any(|&(u, j, slip)| j == i && t >= slip - 1.0 && t <= u + 3.0)
+    };
+    let counted: Vec<_> = lows
+        .iter()
+        .filter(|(t, i, ..)| !near_excused(*t, *i))
+        .collect();
+    let (lo, hi) = counted
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| {
+            (lo.min(l.2), hi.max(l.2 - l.3 + 40.0))
+        });
     println!(
-        "{secs} s: queue low point held at 40 ms, {lo:.1}-{hi:.1} ms after the first 30 s; \
-         b read {mean_ppm:.1} ppm faster than a on average; members {}",
-        s["group"]["members"]
+        "{secs} s: queue low point held at 40 ms, {lo:.1}-{hi:.1} ms after the first 30 s \
+         (over the target, as if it were 40); b read {mean_ppm:.1} ppm faster than a on \
+         average; members {}; writers' slips over {} ms {slips:?}; underruns excused by \
+         one {excused:?}",
+        s["group"]["members"],
+        common::SLIP.as_millis()
+    );
+    assert!(
+        unexcused.is_empty(),
+        "underruns with no slip of their mic's writer: {unexcused:?}"
     );
     for m in s["group"]["members"].as_array().unwrap() {
-        assert_eq!(m["underruns"], 0, "{m}");
         assert_eq!(m["resyncs"], 0, "{m}");
     }
     // Held at 40 ms: the fast mic's surplus arrives as one extra capture
@@ -415,7 +465,8 @@ fn two_mics_208_ppm_apart_stay_in_step_with_no_dropout() {
     // the controller has read it away; a period that arrives late (a busy
     // machine) lowers a low point by as much for a second. Without the
     // controller the fast mic's queue would grow by 208 ppm (31 ms in 150 s,
-    // 125 ms in 10 minutes).
+    // 125 ms in 10 minutes). (After an excused underrun a mic's target is 20
+    // ms higher: its low points count against that.)
     assert!(
         (10.0..=70.0).contains(&lo) && (10.0..=70.0).contains(&hi),
         "the queue's low point left 10-70 ms: {lo:.1}-{hi:.1} ({lows:?})"
@@ -428,12 +479,80 @@ fn two_mics_208_ppm_apart_stay_in_step_with_no_dropout() {
     assert!(pcm.seconds() >= secs as f64 - 1.0, "{} s", pcm.seconds());
     for (c, freq) in [(0u16, 500.0), (1, 700.0)] {
         let mono = pcm.0.channel(c);
+        // An excused underrun is silence until the queue has refilled (its
+        // new target, 60 ms or more): two windows at most.
+        let dropouts = excused.iter().filter(|e| usize::from(c) == e.1).count();
         let e = hark_audiocheck::Expect {
-            max_disturbed: 0,
+            max_disturbed: 2 * dropouts,
             ..hark_audiocheck::Expect::tone(secs as f64 - 1.0, freq, -15.0)
         };
         if let Err(why) = hark_audiocheck::analyse(&mono, pcm.0.rate).check(&e) {
             panic!("channel {c}: {why}");
         }
     }
+}
+
+/// The least slip that excuses an underrun: half the queue's 40 ms (the low
+/// point is 20 ms lower already when a capture period arrives late).
+const EXCUSING_SLIP: Duration = Duration::from_millis(20);
+
+/// An underrun between two status reads (seconds), of a member.
+type Underrun = (f64, f64, usize);
+/// An excused underrun: seen at (seconds), member, its slip (seconds).
+type Excused = (f64, usize, f64);
+
+/// Splits underruns `(from, to, member)` (it happened between two status
+/// reads, in seconds) into those a slip of that member's writer explains, as
+/// `(to, member, slip's seconds)`, and the rest. An underrun happens during a
+/// slip, which is timed when the writer caught up: after `from`, and at most
+/// its own length after `to` (half a second's leeway either side for the
+/// audio's way through harkd and the status read). One slip, one underrun.
+fn excuse(underruns: &[Underrun], slips: &[Vec<(f64, Duration)>]) -> (Vec<Excused>, Vec<Underrun>) {
+    let mut excused = vec![];
+    let mut unexcused = vec![];
+    let mut used = vec![];
+    for &(from, to, i) in underruns {
+        let slip = (0..slips[i].len()).find(|&k| {
+            let (at, late) = slips[i][k];
+            !used.contains(&(i, k))
+                && late >= EXCUSING_SLIP
+                && at >= from - 0.5
+                && at <= to + 0.5 + late.as_secs_f64()
+        });
+        match slip {
+            Some(k) => {
+                used.push((i, k));
+                excused.push((to, i, slips[i][k].0));
+            }
+            None => unexcused.push((from, to, i)),
+        }
+    }
+    (excused, unexcused)
+}
+
+#[test]
+fn an_underrun_is_excused_only_by_its_own_mics_slip_just_before() {
+    let ms = Duration::from_millis;
+    let slips = vec![vec![(50.2, ms(60))], vec![]];
+    // b's underrun between 50 and 51 s: a's writer slipped, b's did not.
+    let (ok, not) = excuse(&[(50.0, 51.0, 1)], &slips);
+    assert!(ok.is_empty());
+    assert_eq!(not, vec![(50.0, 51.0, 1)]);
+    // a's: its writer caught up at 50.2 s.
+    let (ok, not) = excuse(&[(50.0, 51.0, 0)], &slips);
+    assert_eq!(ok, vec![(51.0, 0, 50.2)]);
+    assert!(not.is_empty());
+    // Read while the writer was still held up: excused too.
+    assert_eq!(excuse(&[(49.0, 50.1, 0)], &slips).0.len(), 1);
+    // Long after the slip, or well before it: not excused.
+    assert_eq!(excuse(&[(52.0, 53.0, 0)], &slips).1.len(), 1);
+    assert_eq!(excuse(&[(48.0, 49.0, 0)], &slips).1.len(), 1);
+    // A short slip (16 ms) excuses nothing.
+    let short = vec![vec![(50.2, ms(16))], vec![]];
+    assert_eq!(excuse(&[(50.0, 51.0, 0)], &short).1.len(), 1);
+    // One slip excuses one underrun.
+    assert_eq!(
+        excuse(&[(50.0, 51.0, 0), (50.0, 51.0, 0)], &slips).1.len(),
+        1
+    );
 }

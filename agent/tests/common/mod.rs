@@ -767,6 +767,9 @@ pub struct FifoMic {
     idle: Arc<AtomicBool>,
     /// When the writer's last chunk went into the FIFO.
     last_write: Arc<Mutex<Option<Instant>>>,
+    /// Each time the writer itself fell behind its pace by more than
+    /// [`SLIP`]: when it caught up, and how far behind it had been.
+    slips: Arc<Mutex<Vec<(Instant, Duration)>>>,
     pub alsa_config_path: String,
     pub device: String,
 }
@@ -809,6 +812,7 @@ impl FifoMic {
         let stop = Arc::new(AtomicBool::new(false));
         let idle = Arc::new(AtomicBool::new(true));
         let last_write = Arc::default();
+        let slips = Arc::default();
         spawn_writer(
             fifo,
             freq,
@@ -820,6 +824,7 @@ impl FifoMic {
                 stop: stop.clone(),
                 idle: idle.clone(),
                 last_write: Arc::clone(&last_write),
+                slips: Arc::clone(&slips),
             },
         );
         FifoMic {
@@ -831,7 +836,15 @@ impl FifoMic {
             stop,
             idle,
             last_write,
+            slips,
         }
+    }
+
+    /// The times the writer (a thread of the test, at the scheduler's mercy)
+    /// fell behind its own pace by more than [`SLIP`], with how far: a stall
+    /// of the source, not of harkd, which a loaded machine can cause.
+    pub fn slips(&self) -> Vec<(Instant, Duration)> {
+        self.slips.lock().unwrap().clone()
     }
 
     pub fn fifo(&self) -> PathBuf {
@@ -912,7 +925,12 @@ struct Writer {
     stop: Arc<AtomicBool>,
     idle: Arc<AtomicBool>,
     last_write: Arc<Mutex<Option<Instant>>>,
+    slips: Arc<Mutex<Vec<(Instant, Duration)>>>,
 }
+
+/// How far behind its pace the writer may fall before it counts the lateness
+/// as a slip (it normally writes within a few ms of each chunk's due time).
+pub const SLIP: Duration = Duration::from_millis(15);
 
 fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) {
     let Writer {
@@ -921,6 +939,7 @@ fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) 
         stop,
         idle,
         last_write,
+        slips,
     } = w;
     std::thread::spawn(move || {
         const CHUNK: usize = 960; // 20 ms = harkd's ALSA period
@@ -934,6 +953,8 @@ fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) 
             };
             let start = Instant::now();
             let mut sent = 0u64;
+            // The furthest behind (frames) in the slip being caught up.
+            let mut behind = 0u64;
             loop {
                 // Not idle until `pause` is seen set: a write happens only after
                 // this store and a look at `pause`, so `idle` seen true after
@@ -947,13 +968,20 @@ fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) 
                     std::thread::sleep(Duration::from_millis(10));
                     // Real time keeps running while paused: resume without a burst.
                     sent = (start.elapsed().as_secs_f64() * pace) as u64;
+                    behind = 0;
                     continue;
                 }
                 let due = (start.elapsed().as_secs_f64() * pace) as u64;
-                if sent + CHUNK as u64 > due + CHUNK as u64 {
+                if sent > due {
+                    if behind as f64 > SLIP.as_secs_f64() * pace {
+                        let late = Duration::from_secs_f64(behind as f64 / pace);
+                        slips.lock().unwrap().push((Instant::now(), late));
+                    }
+                    behind = 0;
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
                 }
+                behind = behind.max(due - sent);
                 let mut buf = Vec::with_capacity(CHUNK * 2);
                 let muted = mute.load(Ordering::SeqCst);
                 for _ in 0..CHUNK {
