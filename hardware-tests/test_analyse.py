@@ -8,7 +8,7 @@ import math
 import struct
 import unittest
 
-from hil.audio import PLAYER_RMS, USB_MIC_RMS, assert_tone, longest_gap_ms, tone_report
+from hil.audio import PLAYER_RMS, USB_MIC_RMS, assert_tone, longest_gap_ms, pcm_sketch, tone_report
 from hil.common import HilError
 from hil.mic import bus_gaps
 
@@ -50,6 +50,16 @@ class Runner(unittest.TestCase):
         rep = tone_report(tone(700))
         self.assertAlmostEqual(rep["freq_hz"], 700, delta=1)
         self.assertAlmostEqual(rep["level_dbfs"], -15.05, delta=0.1)
+
+    def test_the_sketch_tells_a_tone_from_silence_and_a_constant(self):
+        constant = struct.pack("<12000h", *[5000] * 12000)
+        lines = pcm_sketch(tone(500, secs=0.5, gaps=[(0.25, 0.5)]) + constant).split("\n")
+        self.assertEqual(len(lines), 3)
+        self.assertIn("-15.1 dBFS", lines[0])
+        self.assertIn("124 rising crossings", lines[0])
+        self.assertIn("-200.0 dBFS", lines[1])
+        self.assertIn("mean   5000.0", lines[2])
+        self.assertIn(" 0 rising crossings", lines[2])
 
 
 

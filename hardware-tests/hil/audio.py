@@ -2,6 +2,7 @@
 the shared analysis (hark-audiocheck), and a minimal RTSP client."""
 
 import json
+import math
 import os
 import socket
 import struct
@@ -68,6 +69,23 @@ def longest_gap_ms(pcm, floor=1000):
         else:
             run = 0
     return longest / 48.0
+
+
+def pcm_sketch(pcm, rate=48000, window_s=0.25):
+    """Mono S16LE `pcm` window by window, one line each: RMS (dBFS), mean (DC),
+    lowest and highest sample, rising zero crossings. Tells a decoded tone from
+    digital silence, a constant, clipping or noise, where a summary cannot."""
+    samples = struct.unpack(f"<{len(pcm) // 2}h", pcm[:len(pcm) // 2 * 2])
+    n = int(rate * window_s)
+    lines = []
+    for start in range(0, len(samples) - n + 1, n):
+        w = samples[start:start + n]
+        power = sum(x * x for x in w) / n / 32768.0 ** 2
+        rms = 10 * math.log10(power) if power > 0 else -200.0
+        ups = sum(1 for a, b in zip(w, w[1:]) if a < 0 <= b)
+        lines.append(f"{start / rate:5.2f} s: {rms:7.1f} dBFS, mean {sum(w) / n:8.1f}, "
+                     f"min {min(w):6d}, max {max(w):6d}, {ups} rising crossings")
+    return "\n".join(lines)
 
 
 def tone_report(pcm):
