@@ -6,9 +6,10 @@
 //! container ! filesink`), so that a full disk or a write error stops that
 //! pipeline only: the capture and its clients never see it. Segments are cut
 //! at wall-clock multiples of the segment length once the clock is trusted
-//! (`recording::segment_length`); the next segment is attached before the
-//! last is detached, and the last gets its end-of-stream one tick later, so
-//! no buffer is lost or written twice at a cut.
+//! (`recording::segment_length`); the next segment, once playing, takes the
+//! last one's place on the fan-out in one step (`Fanout::swap_recorder`),
+//! and the last gets its end-of-stream one tick later, so no buffer is lost
+//! or written twice at a cut.
 //!
 //! Owns: the segment pipelines. Must not touch: file names and retention
 //! (`recording/`), stream state (the supervisor).
@@ -164,6 +165,11 @@ impl Recorders {
     /// tick (what was in flight lands first), then it is finished.
     fn close(&mut self, stream: &str, fanout: &Fanout, seg: Segment) {
         fanout.detach(seg.id);
+        self.retire(stream, seg);
+    }
+
+    /// A segment already off the fan-out: end-of-stream at the next tick.
+    fn retire(&mut self, stream: &str, seg: Segment) {
         self.closing.push(Closing {
             stream: stream.to_string(),
             seg,
@@ -243,13 +249,10 @@ impl Recorders {
             Some(seg) => now >= seg.ends,
             None => false,
         };
-        if cut && let Some(seg) = r.seg.take() {
-            let fanout = r.fanout.clone();
-            self.close(name, &fanout, seg);
-        }
-        let Some(r) = self.by_stream.get_mut(name) else {
-            return;
-        };
+        // The segment being cut stays attached until its successor is
+        // playing, and the two change places in one step (`swap_recorder`).
+        let old = if cut { r.seg.take() } else { None };
+        let fanout = r.fanout.clone();
         // After a full disk, room means the floor and a margin above it (the
         // same rule as the janitor's), so that it does not pause at once again.
         let room = free
@@ -263,14 +266,20 @@ impl Recorders {
             (Some(_), false) => now >= r.retry_at && space_ok,
         };
         if r.seg.is_some() || !live || !may_open {
+            if let Some(old) = old {
+                self.close(name, &fanout, old);
+            }
             return;
         }
-        match open_segment(&self.cfg, name, r.codec, &self.cmd_tx) {
+        let swapped = match open_segment(&self.cfg, name, r.codec, &self.cmd_tx) {
             Ok(seg) => {
                 if let Some(j) = &self.janitor {
                     j.shared().opened(&seg.path);
                 }
-                r.fanout.attach_recorder(seg.id, &seg.appsrc);
+                match &old {
+                    Some(o) => r.fanout.swap_recorder(o.id, seg.id, &seg.appsrc),
+                    None => r.fanout.attach_recorder(seg.id, &seg.appsrc),
+                }
                 if r.pause.take().is_some() {
                     tracing::info!(stream = name, "recording resumed");
                 }
@@ -278,6 +287,7 @@ impl Recorders {
                 r.segments_started += 1;
                 tracing::info!(stream = name, file = %seg.path.display(), "recording segment");
                 r.seg = Some(seg);
+                true
             }
             Err(reason) => {
                 if r.pause.as_deref() != Some(reason.as_str()) {
@@ -286,7 +296,13 @@ impl Recorders {
                 r.pause = Some(reason);
                 r.disk_full = false;
                 r.retry_at = now + RETRY;
+                false
             }
+        };
+        match old {
+            Some(old) if swapped => self.retire(name, old),
+            Some(old) => self.close(name, &fanout, old),
+            None => {}
         }
     }
 
@@ -515,6 +531,9 @@ fn open_segment(
         let _ = pipeline.set_state(gst::State::Null);
         return Err(format!("{}: {reason}", path.display()));
     }
+    // Playing before it is fed: the fan-out skips a pipeline that is not yet
+    // (a live pipeline gets there within the call; this waits if it did not).
+    let _ = pipeline.state(gst::ClockTime::from_mseconds(500));
     Ok(Segment {
         id,
         pipeline,
