@@ -768,7 +768,8 @@ pub struct FifoMic {
     /// When the writer's last chunk went into the FIFO.
     last_write: Arc<Mutex<Option<Instant>>>,
     /// Each time the writer itself fell behind its pace by more than
-    /// [`SLIP`]: when it caught up, and how far behind it had been.
+    /// [`SLIP`]: when it caught up, and how far behind it had been (time
+    /// blocked writing into a full FIFO, the reader's stall, not counted).
     slips: Arc<Mutex<Vec<(Instant, Duration)>>>,
     pub alsa_config_path: String,
     pub device: String,
@@ -953,8 +954,11 @@ fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) 
             };
             let start = Instant::now();
             let mut sent = 0u64;
-            // The furthest behind (frames) in the slip being caught up.
-            let mut behind = 0u64;
+            // The furthest behind its pace the writer itself got in the run of
+            // writes being caught up, and how long those writes were held up
+            // by a full FIFO (the reader's stall, not the writer's: left out).
+            let mut behind = Duration::ZERO;
+            let mut blocked = Duration::ZERO;
             loop {
                 // Not idle until `pause` is seen set: a write happens only after
                 // this store and a look at `pause`, so `idle` seen true after
@@ -968,20 +972,20 @@ fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) 
                     std::thread::sleep(Duration::from_millis(10));
                     // Real time keeps running while paused: resume without a burst.
                     sent = (start.elapsed().as_secs_f64() * pace) as u64;
-                    behind = 0;
+                    (behind, blocked) = (Duration::ZERO, Duration::ZERO);
                     continue;
                 }
                 let due = (start.elapsed().as_secs_f64() * pace) as u64;
                 if sent > due {
-                    if behind as f64 > SLIP.as_secs_f64() * pace {
-                        let late = Duration::from_secs_f64(behind as f64 / pace);
-                        slips.lock().unwrap().push((Instant::now(), late));
+                    if behind > SLIP {
+                        slips.lock().unwrap().push((Instant::now(), behind));
                     }
-                    behind = 0;
+                    (behind, blocked) = (Duration::ZERO, Duration::ZERO);
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
                 }
-                behind = behind.max(due - sent);
+                let late = Duration::from_secs_f64((due - sent) as f64 / pace);
+                behind = behind.max(late.saturating_sub(blocked));
                 let mut buf = Vec::with_capacity(CHUNK * 2);
                 let muted = mute.load(Ordering::SeqCst);
                 for _ in 0..CHUNK {
@@ -1004,6 +1008,7 @@ fn spawn_writer(fifo: PathBuf, freq: f64, amplitude: f64, pace: f64, w: Writer) 
                 if f.write_all(&buf).is_err() {
                     break; // reader went away (pipeline restarted): reopen
                 }
+                blocked += at.elapsed();
                 *last_write.lock().unwrap() = Some(at);
                 sent += CHUNK as u64;
             }
