@@ -92,8 +92,8 @@ impl Fanout {
     /// Puts recorder `new` (its appsrc playing) in recorder `old`'s place in
     /// one step under the lock: every buffer goes to exactly one of them, so a
     /// segment cut neither loses nor doubles audio. (Attaching the next
-    /// segment after detaching the last lost the buffers in between: CI's
-    /// lossless-cut test caught one on a loaded machine.)
+    /// segment after detaching the last lost the buffers in between: a
+    /// clean-clone CI run's lossless-cut test caught one.)
     pub fn swap_recorder(&self, old: usize, new: usize, appsrc: &AppSrc) {
         self.add(new, appsrc, true, Some(old));
     }
@@ -285,7 +285,7 @@ mod tests {
         (p, src, sink.downcast().unwrap())
     }
 
-    /// The offsets (buffer numbers) a sink got until `quiet` passed with none.
+    /// The offsets (buffer numbers) a sink got, until 300 ms pass with none.
     fn offsets(sink: &gstreamer_app::AppSink) -> Vec<u64> {
         let mut got = vec![];
         while let Some(s) = sink.try_pull_sample(gst::ClockTime::from_mseconds(300)) {
@@ -295,8 +295,8 @@ mod tests {
     }
 
     /// Pushes buffers 0..n (2 ms apart) through `fan` on a thread of its own,
-    /// as a capture pipeline's streaming thread would.
-    fn pusher(fan: Arc<Fanout>, n: u64) -> std::thread::JoinHandle<()> {
+    /// as a capture pipeline's streaming thread would; counts them in `pushed`.
+    fn pusher(fan: Arc<Fanout>, n: u64, pushed: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
         let caps = gst::Caps::builder("application/x-hark-test").build();
         let base = gst::SystemClock::obtain().time();
         std::thread::spawn(move || {
@@ -308,6 +308,7 @@ mod tests {
                     b.set_offset(i);
                 }
                 fan.push(&gst::Sample::builder().buffer(&b).caps(&caps).build(), base);
+                pushed.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(2));
             }
         })
@@ -315,9 +316,9 @@ mod tests {
 
     /// A segment cut: the next recorder takes the last one's place while
     /// buffers flow; between them they got every buffer once. Taking the last
-    /// off and then adding the next, with the few ms a new segment's pipeline
-    /// takes to start between the two (what the recorder did), loses some:
-    /// the check sees it.
+    /// off and then adding the next once its pipeline has started (what the
+    /// recorder did), with buffers pushed meanwhile, loses them: the check
+    /// sees it.
     #[test]
     fn a_recorder_swap_loses_and_doubles_nothing() {
         gst::init().unwrap();
@@ -325,7 +326,8 @@ mod tests {
             let fan = Arc::new(Fanout::default());
             let (p1, src1, sink1) = recorder_pipeline();
             fan.attach_recorder(1, &src1);
-            let push = pusher(fan.clone(), 300);
+            let pushed = Arc::new(AtomicU64::new(0));
+            let push = pusher(fan.clone(), 300, pushed.clone());
             std::thread::sleep(Duration::from_millis(200));
             if swap {
                 let (p2, src2, sink2) = recorder_pipeline();
@@ -336,7 +338,7 @@ mod tests {
                 let second = offsets(&sink2);
                 assert!(
                     !all.is_empty() && !second.is_empty(),
-                    "{} {}",
+                    "each recorder gets some: {} and {}",
                     all.len(),
                     second.len()
                 );
@@ -346,7 +348,11 @@ mod tests {
             } else {
                 fan.detach(1);
                 let (p2, src2, sink2) = recorder_pipeline();
-                std::thread::sleep(Duration::from_millis(10));
+                // However slow the machine: buffers were pushed in between.
+                let at = pushed.load(Ordering::SeqCst);
+                while pushed.load(Ordering::SeqCst) < (at + 3).min(300) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 fan.attach_recorder(2, &src2);
                 push.join().unwrap();
                 let _ = (src1.end_of_stream(), src2.end_of_stream());
