@@ -186,7 +186,7 @@ def stream_tone(g, name, secs=2, pulls=3):
     this tells which physical mic a name is bound to). Up to `pulls` pulls: on
     the aarch64 guest under TCG on a slow host a pull of one of three mics
     plugged at once sometimes decoded digital silence or no steady tone (in 6
-    of 9 runs here one pull did, the next was fine; once in 35 runs later:
+    of 9 runs here one pull did, the next was fine; once in 37 runs later:
     the right level with no zero crossings at all; not explained yet). Each
     such pull is printed window by window (level, mean, extremes, crossings)
     with what harkd's status and log said of the stream; it fails if no pull
