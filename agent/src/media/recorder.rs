@@ -79,10 +79,18 @@ struct Segment {
 struct Closing {
     stream: String,
     seg: Segment,
-    /// When its end-of-stream was sent (`None`: at the next tick).
+    /// When its end-of-stream was sent (`None`: not yet, see `retired`).
     eos_sent: Option<Instant>,
+    /// When it came off the fan-out. Its end-of-stream waits at least
+    /// [`IN_FLIGHT`] after that: a buffer the capture thread took for it just
+    /// before may still be on its way, and a segment already ended refuses it.
+    retired: Instant,
     done: bool,
 }
+
+/// How long a segment off the fan-out still takes buffers in flight before
+/// its end-of-stream (in practice: until the next tick).
+const IN_FLIGHT: Duration = Duration::from_millis(250);
 
 struct Recorder {
     codec: Codec,
@@ -161,19 +169,21 @@ impl Recorders {
         self.tick();
     }
 
-    /// Takes a segment off the fan-out; its end-of-stream follows at the next
-    /// tick (what was in flight lands first), then it is finished.
+    /// Takes a segment off the fan-out; its end-of-stream follows at a later
+    /// tick ([`IN_FLIGHT`]: what was in flight lands first), then it is
+    /// finished.
     fn close(&mut self, stream: &str, fanout: &Fanout, seg: Segment) {
         fanout.detach(seg.id);
         self.retire(stream, seg);
     }
 
-    /// A segment already off the fan-out: end-of-stream at the next tick.
+    /// A segment already off the fan-out: end-of-stream at a later tick.
     fn retire(&mut self, stream: &str, seg: Segment) {
         self.closing.push(Closing {
             stream: stream.to_string(),
             seg,
             eos_sent: None,
+            retired: Instant::now(),
             done: false,
         });
     }
@@ -250,7 +260,8 @@ impl Recorders {
             None => false,
         };
         // The segment being cut stays attached until its successor is
-        // playing, and the two change places in one step (`swap_recorder`).
+        // playing, and the two change places in one step (`swap_recorder`);
+        // when none opens (disk full, stream down) it is simply taken off.
         let old = if cut { r.seg.take() } else { None };
         let fanout = r.fanout.clone();
         // After a full disk, room means the floor and a margin above it (the
@@ -339,6 +350,7 @@ impl Recorders {
             stream: name.clone(),
             seg,
             eos_sent: Some(now - CLOSE_WAIT),
+            retired: now,
             done: true,
         });
         self.finish_closing(now);
@@ -350,8 +362,12 @@ impl Recorders {
         while i < self.closing.len() {
             let c = &mut self.closing[i];
             match c.eos_sent {
+                None if now.duration_since(c.retired) < IN_FLIGHT => {
+                    i += 1;
+                    continue;
+                }
                 None => {
-                    // Detached a tick ago: what was in flight has landed.
+                    // Off the fan-out a while: what was in flight has landed.
                     let _ = c.seg.appsrc.end_of_stream();
                     c.eos_sent = Some(now);
                     i += 1;
