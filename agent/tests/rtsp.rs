@@ -135,6 +135,59 @@ fn a_client_that_stops_reading_holds_up_no_one() {
     );
 }
 
+const SCHED_BATCH: u32 = 3;
+
+fn batch_threads(h: &Harkd) -> Vec<String> {
+    h.thread_policies()
+        .into_iter()
+        .filter(|(_, p)| *p == SCHED_BATCH)
+        .map(|(name, _)| name)
+        .collect()
+}
+
+/// A client's delivery (its media's appsrc thread and the TCP send thread
+/// gst-rtsp-server starts from it) runs SCHED_BATCH, so handing it a packet
+/// never preempts the capture thread (media/sched.rs); the capture keeps the
+/// default policy; and when the client is gone no thread is left lowered (its
+/// pooled thread could next run a capture source).
+#[test]
+fn a_clients_delivery_runs_batch_and_the_capture_does_not() {
+    use common::rtsp_client::{Client, Transport};
+    let h = Harkd::start(&tone_config(""));
+    wait_running(&h, "tone");
+    assert_eq!(batch_threads(&h), Vec::<String>::new(), "before any client");
+    let mut client = Client::connect(&h.url("tone"), Duration::from_secs(5)).unwrap();
+    client.play_over(Transport::Tcp).unwrap();
+    for _ in 0..10 {
+        client.read_rtp().unwrap();
+    }
+    let during = h.thread_policies();
+    println!("threads with a client playing: {during:?}");
+    let batch = during.iter().filter(|(_, p)| *p == SCHED_BATCH).count();
+    assert!(
+        batch >= 2,
+        "{batch} SCHED_BATCH threads with a client playing, not its appsrc and send threads: {during:?}"
+    );
+    // The capture's source thread is named after its element (src:src); the
+    // client media's appsrc is named src too, so count: one stays normal.
+    let normal_sources = during
+        .iter()
+        .filter(|(n, p)| n == "src:src" && *p != SCHED_BATCH)
+        .count();
+    assert_eq!(
+        normal_sources, 1,
+        "the capture thread was lowered: {during:?}"
+    );
+    drop(client);
+    let (_, took) = common::wait_for(Duration::from_secs(5), "no lowered thread left", || {
+        let b = batch_threads(&h);
+        b.is_empty().then_some(()).ok_or(format!("{b:?}"))
+    });
+    println!("the client's lowered threads were gone or restored {took:?} after it left");
+    // And the capture still delivers to a new client at once.
+    ffmpeg_pull(&h.url("tone"), "tcp", 2.0).assert_tone(1.9, 1000.0, RMS_OF_MINUS_12_PEAK);
+}
+
 /// What a stream must look like on the wire and decoded without forcing a format.
 struct Served {
     stream: &'static str,

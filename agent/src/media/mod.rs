@@ -13,6 +13,7 @@ pub mod mixer;
 pub mod pipeline;
 mod recorder;
 pub mod reports;
+pub mod sched;
 mod server;
 mod warm;
 pub mod whep;

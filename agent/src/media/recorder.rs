@@ -507,6 +507,8 @@ fn open_segment(
         sink.set_property("location", &location);
     }
     pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+    // Writing a segment can wait; capture must not wait for it.
+    super::sched::deliver_in_background(pipeline.upcast_ref());
     let got_audio = Arc::new(AtomicBool::new(false));
     if let Some(pad) = appsrc.static_pad("src") {
         let got = got_audio.clone();

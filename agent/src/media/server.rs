@@ -277,6 +277,15 @@ impl Server {
                 tracing::error!(stream = %stream, "client media has no appsrc");
                 return;
             };
+            // The media's pipeline (the factory put our bin in it before
+            // this signal): its threads only deliver.
+            match media.element().parent() {
+                Some(pipeline) => match pipeline.downcast::<gst::Element>() {
+                    Ok(p) => super::sched::deliver_in_background(&p),
+                    Err(_) => tracing::debug!("client media's parent is no element"),
+                },
+                None => tracing::debug!("client media has no pipeline yet"),
+            }
             let id = media.as_ptr() as usize;
             fan.attach(id, &appsrc);
             // Clients come and go on threads of their own: each report reads

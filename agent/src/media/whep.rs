@@ -290,6 +290,7 @@ impl Listeners {
             .map_err(|_| "not a pipeline".to_string())?;
         pipeline.set_property("name", format!("whep-{id}"));
         pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+        super::sched::deliver_in_background(pipeline.upcast_ref());
         let appsrc = pipeline
             .by_name("src")
             .and_then(|e| e.downcast::<AppSrc>().ok())

@@ -298,6 +298,31 @@ impl Harkd {
             .count()
     }
 
+    /// Each thread's (name, scheduling policy: 0 SCHED_OTHER, 3 SCHED_BATCH),
+    /// from /proc (a thread that ends while read is left out).
+    pub fn thread_policies(&self) -> Vec<(String, u32)> {
+        let dir = format!("/proc/{}/task", self.pid());
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            let (Ok(comm), Ok(sched)) = (
+                std::fs::read_to_string(p.join("comm")),
+                std::fs::read_to_string(p.join("sched")),
+            ) else {
+                continue;
+            };
+            let policy = sched
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    (k.trim() == "policy").then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or_else(|| panic!("no policy line in {}/sched", p.display()));
+            out.push((comm.trim().to_string(), policy));
+        }
+        out
+    }
+
     pub fn fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .unwrap()
