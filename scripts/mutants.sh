@@ -13,7 +13,8 @@ set -euo pipefail
 repo=$(dirname "$(dirname "$(realpath "$0")")")
 cd "$repo"
 
-# name | file | exact text to replace (one occurrence) | replacement | test target | test name
+# name | file | exact text to replace (one occurrence) | replacement | test target
+# (a tests/ file, or lib for the library's unit tests) | test name
 mutants=(
   "format|agent/src/media/pipeline.rs|enc.sample_rate, enc.channels|enc.sample_rate, 1|rtsp|each_stream_is_served_in_its_configured_format"
   "frame-size|agent/src/media/pipeline.rs|enc.bitrate, enc.frame_ms|enc.bitrate, 20|rtsp|opus_packets_carry_the_configured_frame_duration"
@@ -27,7 +28,7 @@ mutants=(
   "reload-restarts-all|agent/src/supervisor/machine.rs|wanted.get(name.as_str()) != Some(&&e.spec)|wanted.get(name.as_str()).is_some()|soak|streams_survive_faults_clients_and_pollers"
   "cut-doubles|agent/src/media/recorder.rs|Some(o) => r.fanout.swap_recorder(o.id, seg.id, &seg.appsrc),|Some(_) => r.fanout.attach_recorder(seg.id, &seg.appsrc),|recording|segments_are_cut_on_the_wall_clock_and_nothing_is_lost_at_a_cut"
   "delivery-not-lowered|agent/src/media/sched.rs|gst::StreamStatusType::Enter => apply(Policy::Batch),|gst::StreamStatusType::Enter => {}|rtsp|a_clients_delivery_runs_batch_and_the_capture_does_not"
-  "delivery-stays-lowered|agent/src/media/sched.rs|gst::StreamStatusType::Leave => apply(Policy::Normal),|gst::StreamStatusType::Leave => {}|rtsp|a_clients_delivery_runs_batch_and_the_capture_does_not"
+  "delivery-stays-lowered|agent/src/media/sched.rs|gst::StreamStatusType::Leave => apply(Policy::Normal),|gst::StreamStatusType::Leave => {}|lib|media::sched::tests::enter_lowers_the_posting_thread_and_leave_restores_it"
   "watcher-ends|agent/src/daemon.rs|() = watcher_gone => Err(DaemonError::WatcherEnded),|() = watcher_gone => std::future::pending().await,|devices|the_device_watcher_ending_ends_the_agent_with_a_clear_error"
 )
 
@@ -64,7 +65,9 @@ EOF
     fi
     log=$repo/target/mutants/$name.log
     t=$SECONDS
-    if (cd "$work" && timeout 900 cargo test --locked -q -p hark-agent --test "$target" -- --exact --include-ignored "$test") >"$log" 2>&1; then
+    # "lib": a unit test in the library; anything else names a tests/ target.
+    if [ "$target" = lib ]; then kind=(--lib); else kind=(--test "$target"); fi
+    if (cd "$work" && timeout 900 cargo test --locked -q -p hark-agent "${kind[@]}" -- --exact --include-ignored "$test") >"$log" 2>&1; then
         echo "mutants: $name: SURVIVED: $target::$test passed on the broken build ($((SECONDS - t)) s; $log)"
         failed=1
     elif grep -q "could not compile" "$log"; then

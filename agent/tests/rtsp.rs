@@ -148,8 +148,11 @@ fn batch_threads(h: &Harkd) -> Vec<String> {
 /// A client's delivery (its media's appsrc thread and the TCP send thread
 /// gst-rtsp-server starts from it) runs SCHED_BATCH, so handing it a packet
 /// never preempts the capture thread (media/sched.rs); the capture keeps the
-/// default policy; and when the client is gone no thread is left lowered (its
-/// pooled thread could next run a capture source).
+/// default policy; and when the client is gone no thread is left lowered (a
+/// pooled thread could next run a capture source). That last check passes
+/// without the restore on Leave too when the pool lets the thread end (it
+/// did here): the unit test `media::sched::tests::enter_lowers_the_posting_
+/// thread_and_leave_restores_it` is the one that catches a missing restore.
 #[test]
 fn a_clients_delivery_runs_batch_and_the_capture_does_not() {
     use common::rtsp_client::{Client, Transport};
