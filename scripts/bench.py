@@ -130,6 +130,25 @@ def rss_kib(pid):
     return 0
 
 
+def switches(pids):
+    """Context switches so far (voluntary and involuntary) of every thread of `pids`;
+    a thread that ends between listing and reading is left out."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return total
+
+
+def packets_per_s(n):
+    """RTP packets (Opus frames) per second that n streams make."""
+    return n * 1000.0 / FRAME_MS
+
+
 def cpu_percent(pids, window):
     """CPU used by `pids` over `window` seconds, in % of one core."""
     before = sum(ticks(p) for p in pids)
@@ -369,17 +388,20 @@ def harkd_with_clients(n, tmp, label):
 
 
 def run_harkd(n, tmp, label):
-    """harkd and its n BirdNET-style readers; returns (harkd CPU %, RSS KiB, readers CPU %)."""
+    """harkd and its n BirdNET-style readers; returns (harkd CPU %, RSS KiB, readers
+    CPU %, harkd's context switches per packet)."""
     h, w = harkd_with_clients(n, tmp, label)
     try:
         w.begin(WINDOW)
+        cs, t = switches([h.pid]), time.monotonic()
         got = cpu_groups({"harkd": [h.pid], "readers": [p.pid for p in w.procs()[1:]]}, WINDOW)
+        cs = (switches([h.pid]) - cs) / (time.monotonic() - t) / packets_per_s(n)
         w.end()
         rss = rss_kib(h.pid)
     finally:
         stop(w.procs()[1:] + [h])
     w.verify()
-    return got["harkd"], rss, got["readers"]
+    return got["harkd"], rss, got["readers"], cs
 
 
 def gst_encoder(i, handoffs):
@@ -402,12 +424,15 @@ def run_floor(n, label, handoffs=0):
     try:
         time.sleep(WARMUP)
         w.begin(WINDOW)
-        cpu = cpu_percent([p.pid for p in w.procs()], WINDOW)
+        pids = [p.pid for p in w.procs()]
+        cs, t = switches(pids), time.monotonic()
+        cpu = cpu_percent(pids, WINDOW)
+        cs = (switches(pids) - cs) / (time.monotonic() - t) / packets_per_s(n)
         w.end()
     finally:
         stop(w.procs())
     w.verify()
-    return cpu
+    return cpu, cs
 
 
 def run_peer(n, tmp, label):
@@ -605,12 +630,14 @@ def cpu_table(tmp):
             label = f"{COL_NAME[col]} N={n} rep {r + 1}"
             t = time.monotonic()
             if col == "harkd":
-                c, rss, readers = run_harkd(n, tmp, label)
-                rec.update(harkd=c / n, rss_kib=rss, harkd_readers=readers / n)
+                c, rss, readers, cs = run_harkd(n, tmp, label)
+                rec.update(harkd=c / n, rss_kib=rss, harkd_readers=readers / n, harkd_cs=cs)
             elif col == "floor":
-                rec["floor"] = run_floor(n, label) / n
+                c, cs = run_floor(n, label)
+                rec.update(floor=c / n, floor_cs=cs)
             elif col == "handoffs":
-                rec["handoffs"] = run_floor(n, label, handoffs=2) / n
+                c, cs = run_floor(n, label, handoffs=2)
+                rec.update(handoffs=c / n, handoffs_cs=cs)
             else:
                 pushers, relay, readers = run_peer(n, tmp, label)
                 rec.update(peer=(pushers + relay) / n, peer_pushers=pushers / n,
@@ -676,6 +703,13 @@ def report_cpu(data, budget_stop, took):
             say(f"  N={n:<2} harkd/{COL_NAME[c]:<12} {spread(ratios):<18} ({pairs_below(ratios)}); "
                 f"ranges: {text}{goal}")
             out[n][f"harkd/{c}"] = {**stats(ratios), "ranges": kind, "verdict": text}
+    say()
+    say("Context switches per packet (voluntary and involuntary, every thread, over the same")
+    say("windows; one Opus packet per stream every BENCH_FRAME_MS):")
+    for n in NS:
+        per = {c: [r[f"{c}_cs"] for r in data[n] if f"{c}_cs" in r] for c in ("harkd", "floor", "handoffs")}
+        say(f"  N={n:<2} " + "  ".join(f"{COL_NAME[c]} {spread(v, '{:.1f}')}" for c, v in per.items() if v))
+        out[n]["switches_per_packet"] = {c: stats(v) for c, v in per.items() if v}
     say()
     say("End to end, with a BirdNET-style reader per stream (ffmpeg -rtsp_transport tcp ... -ac 1")
     say("-ar 48000 -f s16le) on both sides; % of one core per stream:")
@@ -785,6 +819,14 @@ def markdown():
                         else f"{v['median']:.2f}") if v else "-"
             md.append(f"| {n} | {len(row['reps'])} | {cell('harkd')} | {cell('floor')} | {cell('handoffs')} | "
                       f"{cell('peer')} | {cell('harkd/floor')} | {cell('harkd/handoffs')} | {cell('harkd/peer')} |")
+        sw = [(n, row["switches_per_packet"]) for n, row in cpu.items() if row.get("switches_per_packet")]
+        if sw:
+            md += ["", "## Context switches per packet (every thread, voluntary and involuntary)", "",
+                   "| N | harkd | floor | +2 handoffs |", "| ---: | --- | --- | --- |"]
+            for n, row in sw:
+                md.append(f"| {n} | " + " | ".join(
+                    f"{row[c]['median']:.1f} [{row[c]['min']:.1f}..{row[c]['max']:.1f}]" if c in row else "-"
+                    for c in ("harkd", "floor", "handoffs")) + " |")
         e2e = [(n, row["end_to_end"]) for n, row in cpu.items() if "end_to_end" in row]
         if e2e:
             md += ["", "## End to end, a BirdNET-style reader per stream on both sides", "",

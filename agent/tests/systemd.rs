@@ -439,6 +439,13 @@ fn harkd_unit_is_notify_with_limits_in_the_unit_section_and_hardened() {
     assert_eq!(get("[Service]", "CapabilityBoundingSet"), [""]);
     assert_eq!(get("[Service]", "NoNewPrivileges"), ["yes"]);
     assert_eq!(get("[Service]", "ProtectSystem"), ["strict"]);
+    // The system calls, in order (each line adds to or takes from the last):
+    // of @resources, only lowering one's own threads (media/sched.rs) is back.
+    assert_eq!(
+        get("[Service]", "SystemCallFilter"),
+        ["@system-service", "~@privileged @resources", "sched_setscheduler"]
+    );
+    assert_eq!(get("[Service]", "RestrictRealtime"), ["yes"]);
 }
 
 /// The exposure score `systemd-analyze security` gives a unit file.

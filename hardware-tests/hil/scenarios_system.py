@@ -1,6 +1,7 @@
 """The system tier's scenarios: Debian with systemd as PID 1, harkd installed as
 the README says."""
 
+import threading
 import time
 
 from .agent import agent_prop, bus_streams, harkd_memory, unit_props, wait_active
@@ -8,6 +9,13 @@ from .audio import TEST_TONE_RMS, assert_tone, ffmpeg_pull
 from .common import HilError, wait_until
 from .guest import boot_system
 from .mic import UsbMic
+
+
+def batch_threads(g, pid):
+    """The names of harkd's threads running SCHED_BATCH (policy 3)."""
+    out = g.sh(f"grep -H '^policy' /proc/{pid}/task/*/sched", check=False)[1]
+    tids = [line.split("/")[4] for line in out.splitlines() if line.split(":")[-1].strip() == "3"]
+    return [g.sh(f"cat /proc/{pid}/task/{t}/comm", check=False)[1].strip() for t in tids]
 
 
 def scenario_system_service(system_dir):
@@ -34,8 +42,33 @@ def scenario_system_service(system_dir):
     user = g.sh(f"ps -o user= -p {p['MainPID']}")[1].strip()
     if user != "hark":
         raise HilError(f"harkd runs as {user!r}, not hark")
-    assert_tone(ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/test-tone", 3), 440,
-                "/test-tone from the hardened unit", TEST_TONE_RMS)
+    # The pull also shows that delivery runs SCHED_BATCH under the hardened
+    # unit (it allows sched_setscheduler back out of the @resources it denies):
+    # the client's threads are read while it plays.
+    pulled = {}
+
+    def pull():
+        try:
+            pulled["pcm"] = ffmpeg_pull(f"rtsp://127.0.0.1:{g.rtsp_port}/test-tone", 3)
+        except Exception as e:  # re-raised below, on this thread
+            pulled["error"] = e
+
+    puller = threading.Thread(target=pull)
+    puller.start()
+    try:
+        batch = wait_until("a SCHED_BATCH delivery thread in harkd while a client plays", 20,
+                           lambda: batch_threads(g, p["MainPID"]))
+    finally:
+        puller.join()
+    if "error" in pulled:
+        raise pulled["error"]
+    assert_tone(pulled["pcm"], 440, "/test-tone from the hardened unit", TEST_TONE_RMS)
+    refused = g.sh("journalctl -u harkd -o cat | grep -c 'sched_setscheduler refused'",
+                   check=False)[1].strip()
+    print(f"hil: with a client playing, SCHED_BATCH threads {batch}; "
+          f"'refused' warnings in the journal: {refused}", flush=True)
+    if refused != "0":
+        raise HilError("harkd was refused sched_setscheduler under its unit")
 
     rc, out = g.sh("busctl introspect org.hark.Agent1 /org/hark/Agent1")
     for want in (".RestartStream", ".Reload", ".DeadmanState", ".StreamCount"):
