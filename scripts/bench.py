@@ -699,7 +699,7 @@ def report_cpu(data, budget_stop, took):
             goal = ""
             if c == "floor" and n >= 16:
                 goal = (f"; goal 1.10 or less: {'met' if max(ratios) <= 1.10 else 'NOT met'} "
-                        f"(worst rep {max(ratios):.2f})")
+                        f"(worst rep {max(ratios):.3f})")
             say(f"  N={n:<2} harkd/{COL_NAME[c]:<12} {spread(ratios):<18} ({pairs_below(ratios)}); "
                 f"ranges: {text}{goal}")
             out[n][f"harkd/{c}"] = {**stats(ratios), "ranges": kind, "verdict": text}
