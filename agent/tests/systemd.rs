@@ -443,7 +443,11 @@ fn harkd_unit_is_notify_with_limits_in_the_unit_section_and_hardened() {
     // of @resources, only lowering one's own threads (media/sched.rs) is back.
     assert_eq!(
         get("[Service]", "SystemCallFilter"),
-        ["@system-service", "~@privileged @resources", "sched_setscheduler"]
+        [
+            "@system-service",
+            "~@privileged @resources",
+            "sched_setscheduler"
+        ]
     );
     assert_eq!(get("[Service]", "RestrictRealtime"), ["yes"]);
 }
