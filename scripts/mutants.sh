@@ -27,8 +27,8 @@ mutants=(
   "session-leak|agent/src/media/server.rs|            set_nodelay(client);|            std::mem::forget(vec![1u8; 4096]);\n            set_nodelay(client);|churn|mixed_sessions_all_succeed_and_leave_nothing_behind"
   "reload-restarts-all|agent/src/supervisor/machine.rs|wanted.get(name.as_str()) != Some(&&e.spec)|wanted.get(name.as_str()).is_some()|soak|streams_survive_faults_clients_and_pollers"
   "cut-doubles|agent/src/media/recorder.rs|Some(o) => r.fanout.swap_recorder(o.id, seg.id, &seg.appsrc),|Some(_) => r.fanout.attach_recorder(seg.id, &seg.appsrc),|recording|segments_are_cut_on_the_wall_clock_and_nothing_is_lost_at_a_cut"
-  "delivery-not-lowered|agent/src/media/sched.rs|gst::StreamStatusType::Enter => apply(Policy::Batch),|gst::StreamStatusType::Enter => {}|rtsp|a_clients_delivery_runs_batch_and_the_capture_does_not"
-  "delivery-stays-lowered|agent/src/media/sched.rs|gst::StreamStatusType::Leave => apply(Policy::Normal),|gst::StreamStatusType::Leave => {}|lib|media::sched::tests::enter_lowers_the_posting_thread_and_leave_restores_it"
+  "delivery-not-lowered|agent/src/media/sched.rs|gst::StreamStatusType::Enter => enter(),|gst::StreamStatusType::Enter => {}|rtsp|a_clients_delivery_runs_batch_and_the_capture_does_not"
+  "delivery-stays-lowered|agent/src/media/sched.rs|gst::StreamStatusType::Leave => leave(),|gst::StreamStatusType::Leave => {}|lib|media::sched::tests::enter_lowers_the_posting_thread_and_leave_restores_it"
   "watcher-ends|agent/src/daemon.rs|() = watcher_gone => Err(DaemonError::WatcherEnded),|() = watcher_gone => std::future::pending().await,|devices|the_device_watcher_ending_ends_the_agent_with_a_clear_error"
 )
 

@@ -17,7 +17,9 @@
 //! task's own thread. `Enter` lowers the thread, `Leave` puts it back. That
 //! matters because GStreamer's tasks run on pooled threads: a thread that
 //! delivered to a client and went back to the pool may next run a capture
-//! source, which must find the default policy. Threads a task starts inherit
+//! source, which must find the policy it had. Only a thread under the default
+//! policy is lowered: an agent run real-time or idle by its operator keeps
+//! that policy on every thread. Threads a task starts inherit
 //! its policy (gst-rtsp-server's TCP send thread, which the client's appsrc
 //! thread starts, is a delivery thread too).
 //!
@@ -26,6 +28,7 @@
 //! otherwise denied `@resources` set. Where it is refused anyway, harkd says
 //! so once and carries on with the default policy.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gstreamer as gst;
@@ -38,6 +41,8 @@ pub enum Policy {
     Normal,
     /// `SCHED_BATCH`: never preempts a running thread when woken.
     Batch,
+    /// `SCHED_IDLE`: harkd never sets it; an operator may run the agent so.
+    Idle,
 }
 
 impl Policy {
@@ -45,6 +50,7 @@ impl Policy {
         match self {
             Policy::Normal => libc::SCHED_OTHER,
             Policy::Batch => libc::SCHED_BATCH,
+            Policy::Idle => libc::SCHED_IDLE,
         }
     }
 }
@@ -70,6 +76,7 @@ pub fn this_thread() -> Option<Policy> {
     match unsafe { libc::sched_getscheduler(0) } {
         libc::SCHED_OTHER => Some(Policy::Normal),
         libc::SCHED_BATCH => Some(Policy::Batch),
+        libc::SCHED_IDLE => Some(Policy::Idle),
         _ => None,
     }
 }
@@ -77,15 +84,38 @@ pub fn this_thread() -> Option<Policy> {
 /// Said once per process, not once per client.
 static REFUSED: AtomicBool = AtomicBool::new(false);
 
-fn apply(policy: Policy) {
-    if let Err(e) = set_this_thread(policy)
-        && !REFUSED.swap(true, Ordering::Relaxed)
+thread_local! {
+    /// This thread runs a delivery task that [`enter`] lowered.
+    static LOWERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A delivery task starts on this thread: lower it, if it runs the default
+/// policy. A thread under any other (the operator ran the agent real-time, or
+/// idle) is left as it is, so [`leave`] has nothing to undo.
+fn enter() {
+    if this_thread() != Some(Policy::Normal) {
+        return;
+    }
+    match set_this_thread(Policy::Batch) {
+        Ok(()) => LOWERED.set(true),
+        Err(e) => {
+            if !REFUSED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    error = %e,
+                    "delivery threads keep the default scheduling policy: \
+                     sched_setscheduler refused (capture gets no precedence over delivery)"
+                );
+            }
+        }
+    }
+}
+
+/// The task leaves its (pooled) thread: put back what [`enter`] changed.
+fn leave() {
+    if LOWERED.replace(false)
+        && let Err(e) = set_this_thread(Policy::Normal)
     {
-        tracing::warn!(
-            error = %e,
-            "delivery threads keep the default scheduling policy: \
-             sched_setscheduler refused (capture gets no precedence over delivery)"
-        );
+        tracing::warn!(error = %e, "a delivery thread could not be put back to the default policy");
     }
 }
 
@@ -100,8 +130,8 @@ pub fn deliver_in_background(pipeline: &gst::Element) {
     bus.set_sync_handler(|_bus, msg| {
         if let gst::MessageView::StreamStatus(s) = msg.view() {
             match s.get().0 {
-                gst::StreamStatusType::Enter => apply(Policy::Batch),
-                gst::StreamStatusType::Leave => apply(Policy::Normal),
+                gst::StreamStatusType::Enter => enter(),
+                gst::StreamStatusType::Leave => leave(),
                 _ => {}
             }
         }
@@ -128,7 +158,8 @@ mod tests {
 
     /// The handler runs on the thread that posts a task's stream status:
     /// `Enter` lowers it, `Leave` restores it (a pooled thread may next run a
-    /// capture source).
+    /// capture source); only what it lowered is restored, and a thread under
+    /// a policy other than the default is not touched.
     #[test]
     fn enter_lowers_the_posting_thread_and_leave_restores_it() {
         gst::init().unwrap();
@@ -147,6 +178,18 @@ mod tests {
                 assert_eq!(this_thread(), Some(Policy::Batch));
                 post(gst::StreamStatusType::Leave);
                 assert_eq!(this_thread(), Some(Policy::Normal));
+                // A Leave with no Enter before it changes nothing.
+                set_this_thread(Policy::Batch).unwrap();
+                post(gst::StreamStatusType::Leave);
+                assert_eq!(this_thread(), Some(Policy::Batch));
+            });
+            // A thread the operator runs under another policy keeps it.
+            s.spawn(|| {
+                set_this_thread(Policy::Idle).unwrap();
+                post(gst::StreamStatusType::Enter);
+                assert_eq!(this_thread(), Some(Policy::Idle));
+                post(gst::StreamStatusType::Leave);
+                assert_eq!(this_thread(), Some(Policy::Idle));
             });
         });
     }
