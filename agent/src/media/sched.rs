@@ -165,7 +165,7 @@ mod tests {
         gst::init().unwrap();
         let pipeline = gst::Pipeline::new();
         deliver_in_background(pipeline.upcast_ref());
-        let owner = gst::ElementFactory::make("fakesrc").build().unwrap();
+        let owner = gst::ElementFactory::make("audiotestsrc").build().unwrap();
         let post = |kind| {
             let m = gst::message::StreamStatus::builder(kind, &owner).build();
             pipeline.bus().unwrap().post(m).unwrap();
