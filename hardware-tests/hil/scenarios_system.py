@@ -56,8 +56,9 @@ def scenario_system_service(system_dir):
     puller = threading.Thread(target=pull)
     puller.start()
     try:
+        # Stops waiting when the pull failed: that is the error to report.
         batch = wait_until("a SCHED_BATCH delivery thread in harkd while a client plays", 20,
-                           lambda: batch_threads(g, p["MainPID"]))
+                           lambda: batch_threads(g, p["MainPID"]) or ("error" in pulled))
     finally:
         puller.join()
     if "error" in pulled:
