@@ -296,7 +296,8 @@ async fn start_http(p: &mut Parts, started: Instant) -> Result<(), DaemonError> 
 }
 
 /// The watcher first, then the cards present now (named together; read on a
-/// blocking thread, since probing a card that is not USB opens it), then
+/// blocking thread, since probing a card that is not USB opens it; the device
+/// path then rehearsed on that thread, see [`watch::rehearse`]), then
 /// hotplug. A card plugged in between is seen twice at worst (a
 /// re-announcement of the same device changes nothing).
 async fn start_devices(
@@ -313,9 +314,14 @@ async fn start_devices(
     }
     .map_err(DaemonError::Devices)?;
     let roots = devices.roots.clone();
-    let cards = tokio::task::spawn_blocking(move || watch::coldplug(&roots))
-        .await
-        .unwrap_or_default();
+    let cfg = p.config.devices.clone();
+    let cards = tokio::task::spawn_blocking(move || {
+        let cards = watch::coldplug(&roots);
+        watch::rehearse(&roots, &cfg);
+        cards
+    })
+    .await
+    .unwrap_or_default();
     tracing::info!(cards = cards.len(), source = %devices.describe(), "devices watched");
     let _ = p.events.send(Event::Coldplug(cards)).await;
     let fwd = p.events.clone();

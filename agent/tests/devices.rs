@@ -237,6 +237,18 @@ fn a_mic_streams_under_its_name_ends_on_unplug_and_returns_on_replug() {
         ledger.contains(name) && ledger.contains("SN-0001"),
         "{ledger}"
     );
+    // The device path was rehearsed before READY (a made-up mic: this tree has
+    // no USB devices), through to a stream, and left no name behind.
+    let rehearsed = rig.h.logs_after(0, |v| msg(v) == "device path rehearsed");
+    assert_eq!(rehearsed.len(), 1, "{}", rig.h.raw_log());
+    assert_eq!(
+        rehearsed[0]["outcome"], "stream rehearsal-mic",
+        "{}",
+        rehearsed[0]
+    );
+    let pos = |m: &str| rig.h.raw_log().find(m).unwrap();
+    assert!(pos("device path rehearsed") < pos("harkd ready"));
+    assert!(!ledger.contains("rehearsal"), "{ledger}");
 
     // Unplug with a client playing: the stream ends at once, the client ends.
     let mut client = common::FfmpegClient::start(&url, "udp");

@@ -431,6 +431,8 @@ def timeline(g, which):
         events.append((t, v))
     warm = [f"{v['message']} in {v['took_ms']} ms" for _, v in events
             if v.get("message") in ("media warmed up", "RTSP warmed up") and "took_ms" in v]
+    warm += [f"{v['message']} in {v['took_us'] / 1000:.1f} ms ({v.get('outcome')})" for _, v in events
+             if v.get("message") == "device path rehearsed" and "took_us" in v]
     print(f"hil: harkd's warm-up before READY: {'; '.join(warm) or 'not logged'}", flush=True)
     plugs, cur = [], None
     for t, v in events:

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use super::identity::Identity;
+use super::asound;
+use super::identity::{self, Identity, UsbAttrs};
 use super::naming::{self, Assignment, Ledger, NameRule};
 use super::plan::{self, Plan, Wish};
 use super::scan::Card;
@@ -200,6 +201,68 @@ fn plan_stream(
     }
 }
 
+/// The stream file of the mic [`rehearse`] makes up: mono and stereo capture at
+/// 48 kHz, 16 bit, in the kernel's `proc.c` layout.
+const REHEARSAL_STREAM: &str = "\
+hark Rehearsal Mic at usb-0000:00:00.0-1, full speed : USB Audio
+
+Capture:
+  Status: Stop
+  Interface 1
+    Altset 1
+    Format: S16_LE
+    Channels: 1
+    Endpoint: 0x81 (1 IN) (ASYNC)
+    Rates: 48000
+    Bits: 16
+    Channel map: MONO
+  Interface 1
+    Altset 2
+    Format: S16_LE
+    Channels: 2
+    Endpoint: 0x81 (1 IN) (ASYNC)
+    Rates: 48000
+    Bits: 16
+    Channel map: FL FR
+";
+
+/// Runs the path a plugged-in mic takes through this module once, before
+/// READY, on a mic that is not there: its stream file parsed, an identity made
+/// from `usb` (a USB device's attributes and port, read at start-up; made up
+/// when there is none), named against an empty ledger of its own, planned and
+/// described under `cfg`. Nothing is kept or recorded: the point is that the
+/// first mic plugged in after start runs code that has run (paged in from the
+/// SD card, or translated by an emulator) instead of paying for that itself.
+pub fn rehearse(cfg: &DevicesConfig, usb: Option<(String, UsbAttrs)>) -> Decision {
+    let (port, attrs) = usb.unwrap_or_else(|| {
+        (
+            "1-1".to_string(),
+            UsbAttrs {
+                id_vendor: b"1d6b".to_vec(),
+                id_product: b"0000".to_vec(),
+                serial: Some(b"REHEARSAL".to_vec()),
+                manufacturer: Some(b"hark".to_vec()),
+                product: Some(b"Rehearsal Mic".to_vec()),
+            },
+        )
+    });
+    let parsed = asound::parse_stream(REHEARSAL_STREAM);
+    let card = Card {
+        index: u32::MAX,
+        card_id: "Rehearsal".to_string(),
+        identity: identity::from_usb_attrs(&attrs, &port, None),
+        title: Some(parsed.title),
+        capture: parsed.capture,
+        capture_pcms: vec![0],
+    };
+    let mut ledger = Ledger::default();
+    decide_set(&[card], &[], &BTreeSet::new(), cfg, &mut ledger, 0)
+        .pop()
+        .unwrap_or(Decision::Ignore {
+            reason: "nothing decided".into(),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,5 +448,49 @@ mod tests {
         assert!(
             matches!(spec.source, Source::Alsa { ref device, .. } if device == "hw:CARD=Device,DEV=0")
         );
+    }
+    #[test]
+    fn the_rehearsal_names_plans_and_describes_a_stream_and_keeps_nothing() {
+        let cfg = cfg();
+        let before = cfg.clone();
+        match rehearse(&cfg, None) {
+            Decision::Stream {
+                assignment,
+                identity,
+                plan,
+                spec,
+            } => {
+                assert_eq!(assignment.name, "rehearsal-mic");
+                assert_eq!(identity.serial.as_deref(), Some("REHEARSAL"));
+                let plan = plan.expect("a USB card is planned from its stream file");
+                assert_eq!(plan.capture_rate, 48_000);
+                assert_eq!(spec.name, "rehearsal-mic");
+            }
+            other => panic!("the rehearsal stopped short: {other:?}"),
+        }
+        // Run twice, it names the same way: it recorded nothing anywhere.
+        assert!(
+            matches!(rehearse(&cfg, None), Decision::Stream { assignment, .. } if assignment.name == "rehearsal-mic")
+        );
+        assert_eq!(cfg, before);
+    }
+
+    #[test]
+    fn the_rehearsal_takes_the_usb_device_it_is_given() {
+        let attrs = UsbAttrs {
+            id_vendor: b"1d6b\n".to_vec(),
+            id_product: b"0002\n".to_vec(),
+            serial: Some(b"0000:00:04.0\n".to_vec()),
+            manufacturer: Some(b"Linux 6.1.0 xhci-hcd\n".to_vec()),
+            product: Some(b"xHCI Host Controller\n".to_vec()),
+        };
+        match rehearse(&cfg(), Some(("usb1".into(), attrs))) {
+            Decision::Stream { identity, spec, .. } => {
+                assert_eq!(identity.vendor_product(), "1d6b:0002");
+                assert_eq!(identity.port_path, "usb1");
+                assert_eq!(spec.name, "xhci-host-controller");
+            }
+            other => panic!("the rehearsal stopped short: {other:?}"),
+        }
     }
 }

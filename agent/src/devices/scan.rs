@@ -110,6 +110,22 @@ fn usb_parent(card_dir: &Path) -> Option<PathBuf> {
     usb.join("idVendor").exists().then(|| usb.to_path_buf())
 }
 
+/// The attributes and port of the first USB device the kernel lists (a root
+/// hub on any machine with USB), or `None`.
+pub fn any_usb_device(roots: &Roots) -> Option<(String, UsbAttrs)> {
+    let dir = fs::read_dir(roots.sysfs.join("bus/usb/devices")).ok()?;
+    let mut names: Vec<String> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.contains(':'))
+        .collect();
+    names.sort();
+    names.into_iter().find_map(|name| {
+        let attrs = read_attrs(&roots.sysfs.join("bus/usb/devices").join(&name))?;
+        Some((name, attrs))
+    })
+}
+
 /// Reads one card. Partial information (a truncated stream file, missing
 /// attributes) is returned as far as it goes; only a missing card is an error.
 pub fn read_card(roots: &Roots, index: u32) -> Result<Card, ScanError> {
@@ -242,5 +258,30 @@ mod tests {
         assert_eq!(read_card(&r, 3), Err(ScanError::Gone { index: 3 }));
         assert!(list_cards(&r).is_empty());
         assert!(list_cards(&roots(Path::new("/nonexistent"))).is_empty());
+    }
+    #[test]
+    fn any_usb_device_reads_the_first_device_and_skips_interfaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = roots(dir.path());
+        assert_eq!(any_usb_device(&r), None);
+        let devices = dir.path().join("sys/bus/usb/devices");
+        for (name, vendor) in [("1-0:1.0", None), ("usb2", Some("1d6b")), ("usb1", None)] {
+            let d = devices.join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            if let Some(v) = vendor {
+                std::fs::write(d.join("idVendor"), format!("{v}\n")).unwrap();
+                std::fs::write(d.join("idProduct"), "0003\n").unwrap();
+                std::fs::write(d.join("product"), "xHCI Host Controller\n").unwrap();
+            }
+        }
+        // usb1 has no attributes (not a device we can read): usb2 is taken.
+        let (port, attrs) = any_usb_device(&r).unwrap();
+        assert_eq!(port, "usb2");
+        assert_eq!(attrs.id_vendor, b"1d6b\n");
+        assert_eq!(
+            attrs.product.as_deref(),
+            Some(&b"xHCI Host Controller\n"[..])
+        );
+        assert_eq!(attrs.serial, None);
     }
 }

@@ -100,6 +100,28 @@ pub fn coldplug(roots: &Roots) -> Vec<Card> {
         .collect()
 }
 
+/// The device path rehearsed before READY (see [`super::discover::rehearse`]):
+/// a USB device's attributes read from sysfs, a made-up mic named and planned
+/// under `cfg`; nothing kept. Says how long it took and what it decided.
+pub fn rehearse(roots: &Roots, cfg: &crate::config::DevicesConfig) {
+    let t = Instant::now();
+    let usb = scan::any_usb_device(roots);
+    let read = usb.is_some();
+    let decision = super::discover::rehearse(cfg, usb);
+    let outcome = match &decision {
+        super::discover::Decision::Stream { spec, .. } => format!("stream {}", spec.name),
+        super::discover::Decision::Ignore { reason } => format!("ignored: {reason}"),
+        super::discover::Decision::Unplayable { reason, .. } => format!("unplayable: {reason}"),
+        super::discover::Decision::Conflict { reason, .. } => format!("conflict: {reason}"),
+    };
+    tracing::debug!(
+        took_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
+        usb_device_read = read,
+        outcome = %outcome,
+        "device path rehearsed"
+    );
+}
+
 /// "card3" -> 3
 fn card_index(sysname: &str) -> Option<u32> {
     sysname.strip_prefix("card")?.parse().ok()
