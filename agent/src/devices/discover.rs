@@ -449,6 +449,7 @@ mod tests {
             matches!(spec.source, Source::Alsa { ref device, .. } if device == "hw:CARD=Device,DEV=0")
         );
     }
+
     #[test]
     fn the_rehearsal_names_plans_and_describes_a_stream_and_keeps_nothing() {
         let cfg = cfg();

@@ -259,6 +259,7 @@ mod tests {
         assert!(list_cards(&r).is_empty());
         assert!(list_cards(&roots(Path::new("/nonexistent"))).is_empty());
     }
+
     #[test]
     fn any_usb_device_reads_the_first_device_and_skips_interfaces() {
         let dir = tempfile::tempdir().unwrap();
