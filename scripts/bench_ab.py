@@ -9,8 +9,10 @@ with `bench.py`'s own runs (the same harkd config, readers, floor and windows).
 
 Each rep runs every side back to back, the order reversed every other rep;
 prints each rep's figures and the medians of the ratios. Needs a built harkd
-(`cargo build --release`) and the bench's tools (`make bench` installs nothing
-more). Not part of `make bench`: bench/README.md says what these found.
+(`cargo build --release`) and the tools `make bench` uses (gst-launch-1.0,
+ffmpeg). It calls bench.py's `run_harkd`, `run_floor` and `harkd_config`: a
+change to those is a change here. Not part of `make bench`: bench/README.md
+says what these found.
 """
 
 import os

@@ -107,12 +107,12 @@ pub fn rehearse(roots: &Roots, cfg: &crate::config::DevicesConfig) {
     let t = Instant::now();
     let usb = scan::any_usb_device(roots);
     let read = usb.is_some();
-    let decision = super::discover::rehearse(cfg, usb);
-    let outcome = match &decision {
-        super::discover::Decision::Stream { spec, .. } => format!("stream {}", spec.name),
-        super::discover::Decision::Ignore { reason } => format!("ignored: {reason}"),
-        super::discover::Decision::Unplayable { reason, .. } => format!("unplayable: {reason}"),
-        super::discover::Decision::Conflict { reason, .. } => format!("conflict: {reason}"),
+    use super::discover::{self, Decision};
+    let outcome = match discover::rehearse(cfg, usb) {
+        Decision::Stream { spec, .. } => format!("stream {}", spec.name),
+        Decision::Ignore { reason } => format!("ignored: {reason}"),
+        Decision::Unplayable { reason, .. } => format!("unplayable: {reason}"),
+        Decision::Conflict { reason, .. } => format!("conflict: {reason}"),
     };
     tracing::debug!(
         took_us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX),
